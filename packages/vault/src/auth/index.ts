@@ -1,0 +1,1 @@
+export { Authenticator, createPrincipal, generateToken, hashToken, TOKEN_PREFIX, type NewPrincipal } from './tokens.js';

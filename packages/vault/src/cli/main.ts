@@ -1,0 +1,214 @@
+/**
+ * The `custody` command. Every command an auditor might script takes --json; errors print a
+ * plain sentence (and its code) and exit non-zero.
+ */
+import { Command, Option, InvalidArgumentError } from 'commander';
+
+import { CustodyError } from '../errors.js';
+import { VerifyError } from '@custody/verify';
+import { initVault, resolveDataDir } from '../vault.js';
+import { ApiError } from './client.js';
+import { serve, printInit } from './serve.js';
+import * as cmd from './commands.js';
+
+const program = new Command();
+let jsonOutput = false;
+
+function intArg(name: string, min: number, max: number) {
+  return (v: string): number => {
+    const n = Number(v);
+    if (!/^[0-9]+$/.test(v) || n < min || n > max) throw new InvalidArgumentError(`${name} must be a whole number from ${min} to ${max}.`);
+    return n;
+  };
+}
+
+const dataOpt = () => new Option('--data <dir>', 'data directory (default: $CUSTODY_DATA or ./custody-data)');
+const urlOpt = () => new Option('--url <url>', 'Custody server URL (default: $CUSTODY_URL or http://127.0.0.1:8700)');
+const tokenOpt = () => new Option('--token <token>', 'bearer token (default: $CUSTODY_TOKEN)');
+const jsonOpt = () => new Option('--json', 'print machine-readable JSON');
+
+program
+  .name('custody')
+  .description('Custody: a write-only, tamper-evident vault for security data.')
+  .showHelpAfterError('(run custody --help for the commands)');
+
+program
+  .command('init')
+  .description('create a new vault in a data directory (serve does this on its first start)')
+  .addOption(dataOpt())
+  .option('--prefix <prefix>', 'origin prefix of the logs, e.g. custody.example.org')
+  .option('--regions <list>', 'comma-separated regions, one log each (default: local)')
+  .addOption(jsonOpt())
+  .action((o: { data?: string; prefix?: string; regions?: string; json?: boolean }) => {
+    jsonOutput = !!o.json;
+    process.umask(0o077);
+    const dir = resolveDataDir(o.data);
+    const r = initVault(dir, { prefix: o.prefix, regions: o.regions?.split(',').map((s) => s.trim()).filter(Boolean) });
+    if (o.json) cmd.print(true, { dataDir: dir, logs: r.logs, tokensFile: r.tokensFile }, () => '');
+    else printInit(r, dir);
+  });
+
+program
+  .command('serve')
+  .description('run the vault server (initialises the data directory on first start)')
+  .addOption(dataOpt())
+  .option('--host <addr>', 'address to listen on', '127.0.0.1')
+  .option('--port <n>', 'port to listen on', intArg('--port', 0, 65535), 8700)
+  .option('--checkpoint-interval <ms>', 'longest wait before new entries are in a signed checkpoint', intArg('--checkpoint-interval', 10, 60000), 250)
+  .option('--prefix <prefix>', 'origin prefix, used only when initialising')
+  .option('--regions <list>', 'comma-separated regions, used only when initialising')
+  .option('--tls-cert <file>', 'PEM certificate: serve HTTPS')
+  .option('--tls-key <file>', 'PEM private key for --tls-cert')
+  .option('--log-level <level>', 'server log level (fatal, error, warn, info, debug)')
+  .action(async (o: { data?: string; host: string; port: number; checkpointInterval: number; prefix?: string; regions?: string; tlsCert?: string; tlsKey?: string; logLevel?: string }) => {
+    await serve({
+      data: resolveDataDir(o.data),
+      host: o.host,
+      port: o.port,
+      checkpointInterval: o.checkpointInterval,
+      prefix: o.prefix,
+      regions: o.regions?.split(',').map((s) => s.trim()).filter(Boolean),
+      tlsCert: o.tlsCert,
+      tlsKey: o.tlsKey,
+      logLevel: o.logLevel,
+    });
+  });
+
+const token = program.command('token').description('create, list and revoke principals (admin)');
+token
+  .command('create')
+  .description('create a principal and print its token once')
+  .requiredOption('--role <role>', 'writer, auditor or admin')
+  .requiredOption('--name <name>', 'a unique name, e.g. vector-prod')
+  .option('--logs <list>', 'writers only: comma-separated logs it may append to (default: every region log)')
+  .option('--data <dir>', 'work offline on this data directory (bootstrap) instead of the API')
+  .addOption(urlOpt())
+  .addOption(tokenOpt())
+  .addOption(jsonOpt())
+  .action(async (o) => {
+    jsonOutput = !!o.json;
+    await cmd.tokenCreate(o);
+  });
+token
+  .command('list')
+  .description('list principals (never their tokens)')
+  .option('--data <dir>', 'read this data directory instead of the API')
+  .addOption(urlOpt())
+  .addOption(tokenOpt())
+  .addOption(jsonOpt())
+  .action(async (o) => {
+    jsonOutput = !!o.json;
+    await cmd.tokenList(o);
+  });
+token
+  .command('revoke <id>')
+  .description('revoke a principal by id or name; its token stops working at once')
+  .option('--data <dir>', 'work offline on this data directory instead of the API')
+  .addOption(urlOpt())
+  .addOption(tokenOpt())
+  .addOption(jsonOpt())
+  .action(async (id: string, o) => {
+    jsonOutput = !!o.json;
+    await cmd.tokenRevoke(id, o);
+  });
+
+program
+  .command('logs')
+  .description('list the logs with their verifier keys')
+  .option('--data <dir>', 'read this data directory instead of the API')
+  .addOption(urlOpt())
+  .addOption(tokenOpt())
+  .addOption(jsonOpt())
+  .action(async (o) => {
+    jsonOutput = !!o.json;
+    await cmd.logsList(o);
+  });
+
+program
+  .command('append [files...]')
+  .description('append JSON records (one per line; files, .gz files, or stdin) as a writer')
+  .option('--log <name>', 'log to append to', 'local')
+  .option('--source <type>', 'source type recorded in each entry, e.g. app.nginx')
+  .option('--wait', 'wait for the signed checkpoint and keep the receipts')
+  .option('--receipts <file>', 'with --wait: write the receipts (checkpoint + inclusion proofs) to this file')
+  .option('--batch <n>', 'records per request', intArg('--batch', 1, 100000), 5000)
+  .addOption(urlOpt())
+  .addOption(tokenOpt())
+  .addOption(jsonOpt())
+  .action(async (files: string[], o) => {
+    jsonOutput = !!o.json;
+    await cmd.append(files, o);
+  });
+
+program
+  .command('verify')
+  .description('verify logs end to end: signatures, every entry, every tile, and consistency with what you trusted before')
+  .option('--log <name>', 'verify only this log (default: all)')
+  .option('--data <dir>', 'read a data directory instead of a server')
+  .option('--key <vkey>', 'pin the verifier key (name+hash+base64) instead of trusting the stored one')
+  .option('--full', 'recompute from entry 0 even when the last trusted checkpoint allows resuming')
+  .option('--trust-file <file>', 'where trusted checkpoints are kept (default: ~/.config/custody/trust.json or $CUSTODY_TRUST_FILE)')
+  .addOption(urlOpt())
+  .addOption(tokenOpt())
+  .addOption(jsonOpt())
+  .action(async (o) => {
+    jsonOutput = !!o.json;
+    const ok = await cmd.verify(o);
+    if (!ok) process.exitCode = 1;
+  });
+
+const proof = program.command('proof').description('inclusion and consistency proofs (C2SP tlog-proof files)');
+proof
+  .command('get <log> <index>')
+  .description('fetch an entry and its inclusion proof, verify them, and write both to files')
+  .option('--out <dir>', 'folder for <log>-<index>.entry and .tlog-proof', '.')
+  .option('--key <vkey>', 'verifier key to check the checkpoint with')
+  .option('--trust-file <file>', 'trust file (see verify)')
+  .addOption(urlOpt())
+  .addOption(tokenOpt())
+  .addOption(jsonOpt())
+  .action(async (log: string, index: string, o) => {
+    jsonOutput = !!o.json;
+    await cmd.proofGet(log, index, o);
+  });
+proof
+  .command('verify <proof-file>')
+  .description('check a tlog-proof file offline against the entry and the log key')
+  .requiredOption('--entry <file>', 'the entry file written by `custody proof get`')
+  .requiredOption('--key <vkey>', "the log's verifier key")
+  .addOption(jsonOpt())
+  .action(async (file: string, o) => {
+    jsonOutput = !!o.json;
+    await cmd.proofVerify(file, o);
+  });
+proof
+  .command('consistency <log>')
+  .description('prove the log at size --from is a prefix of the log at --to (default: now)')
+  .requiredOption('--from <n>', 'older tree size')
+  .option('--to <n>', 'newer tree size (default: the current checkpoint)')
+  .option('--key <vkey>', 'verifier key')
+  .option('--trust-file <file>', 'trust file (see verify)')
+  .addOption(urlOpt())
+  .addOption(tokenOpt())
+  .addOption(jsonOpt())
+  .action(async (log: string, o) => {
+    jsonOutput = !!o.json;
+    await cmd.proofConsistency(log, o);
+  });
+
+function fail(code: string, message: string): void {
+  if (jsonOutput) process.stdout.write(JSON.stringify({ error: { code, message } }, null, 2) + '\n');
+  else process.stderr.write(`error: ${message} [${code}]\n`);
+  process.exitCode = 2;
+}
+
+try {
+  await program.parseAsync(process.argv);
+} catch (e) {
+  if (e instanceof CustodyError) fail(e.code, e.message);
+  else if (e instanceof ApiError) fail(e.code, `${e.message} (HTTP ${e.status})`);
+  else if (e instanceof VerifyError) fail(e.code, e.message);
+  else {
+    fail('INTERNAL', (e as Error)?.stack ?? String(e));
+  }
+}

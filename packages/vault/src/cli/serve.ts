@@ -1,0 +1,115 @@
+/** `custody serve`: initialise on first start, open the vault, listen. */
+import { readFileSync, openSync, writeSync, closeSync, unlinkSync } from 'node:fs';
+import { join } from 'node:path';
+import { pino } from 'pino';
+import { CustodyError } from '../errors.js';
+import { Vault, initVault, isInitialised, type InitResult } from '../vault.js';
+import { buildServer, Metrics } from '../server/index.js';
+
+export interface ServeOptions {
+  data: string;
+  host: string;
+  port: number;
+  checkpointInterval?: number;
+  prefix?: string;
+  regions?: string[];
+  tlsCert?: string;
+  tlsKey?: string;
+  logLevel?: string;
+}
+
+export function printInit(r: InitResult, dataDir: string): void {
+  const out = [
+    `Custody initialised a new vault in ${dataDir}.`,
+    '',
+    'Logs and their verifier keys (give these to your auditors; they check every checkpoint with them):',
+    ...r.logs.map((l) => `  ${l.name.padEnd(8)} ${l.verifierKey}`),
+    '',
+    `The first admin, writer and auditor tokens are in ${r.tokensFile} (readable only by you).`,
+    'Move them into your secret store and delete that file. They are not shown anywhere else.',
+    '',
+  ];
+  process.stdout.write(out.join('\n') + '\n');
+}
+
+/** One server per data directory: a second one would corrupt the journal. */
+function takeLock(dataDir: string): () => void {
+  const path = join(dataDir, 'serve.lock');
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try {
+      const fd = openSync(path, 'wx', 0o600);
+      writeSync(fd, String(process.pid));
+      closeSync(fd);
+      return () => {
+        try {
+          if (readFileSync(path, 'utf8') === String(process.pid)) unlinkSync(path);
+        } catch {
+          /* already gone */
+        }
+      };
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+      const pid = Number(readFileSync(path, 'utf8'));
+      let alive = false;
+      if (Number.isInteger(pid) && pid > 0 && pid !== process.pid) {
+        try {
+          process.kill(pid, 0);
+          alive = true;
+        } catch {
+          alive = false;
+        }
+      }
+      if (alive) throw new CustodyError('CONFIG', `Another Custody server (pid ${pid}) is using ${dataDir}. Stop it first, or pass another --data directory.`);
+      unlinkSync(path); // left by a server that was killed
+    }
+  }
+  throw new CustodyError('CONFIG', `Could not lock ${dataDir}.`);
+}
+
+export async function serve(o: ServeOptions): Promise<void> {
+  process.umask(0o077); // everything the vault writes is readable by its own user only
+  const logger = pino({ level: o.logLevel ?? process.env.CUSTODY_LOG_LEVEL ?? 'info', redact: ['req.headers.authorization', 'headers.authorization'] });
+  if (!isInitialised(o.data)) printInit(initVault(o.data, { prefix: o.prefix, regions: o.regions }), o.data);
+  const release = takeLock(o.data);
+  let https: { key: Buffer; cert: Buffer } | undefined;
+  if (o.tlsCert || o.tlsKey) {
+    if (!o.tlsCert || !o.tlsKey) throw new CustodyError('CONFIG', 'Give both --tls-cert and --tls-key (PEM files), or neither.');
+    https = { cert: readFileSync(o.tlsCert), key: readFileSync(o.tlsKey) };
+  }
+  const metrics = new Metrics();
+  let vault: Vault;
+  try {
+    vault = await Vault.open(o.data, {
+      logger,
+      checkpointIntervalMs: o.checkpointInterval,
+      onPublish: (log, _cp, s) => metrics.integration.observe({ log }, s.ms / 1000),
+    });
+  } catch (e) {
+    release();
+    throw e;
+  }
+  const app = await buildServer({ vault, logger, metrics, https });
+  try {
+    await app.listen({ host: o.host, port: o.port });
+  } catch (e) {
+    await vault.close();
+    release();
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'EADDRINUSE') throw new CustodyError('CONFIG', `Port ${o.port} on ${o.host} is already in use; pass another --port.`);
+    throw e;
+  }
+  const scheme = https ? 'https' : 'http';
+  process.stdout.write(`Custody is listening on ${scheme}://${o.host}:${o.port} (data: ${o.data}, logs: ${[...vault.logs.keys()].join(', ')})\n`);
+  let stopping = false;
+  const stop = async (sig: string): Promise<void> => {
+    if (stopping) return;
+    stopping = true;
+    logger.info({ signal: sig }, 'shutting down: finishing integration');
+    await app.close();
+    await vault.close();
+    release();
+    process.exit(0);
+  };
+  process.on('SIGINT', () => void stop('SIGINT'));
+  process.on('SIGTERM', () => void stop('SIGTERM'));
+}

@@ -1,0 +1,299 @@
+/**
+ * `custody verify` for one log: checks the checkpoint signature, recomputes every leaf hash
+ * from the entry bundles, rebuilds every hash tile and compares it with the stored one,
+ * checks the root, and proves the log still extends the checkpoint this auditor trusted
+ * last time. With a trusted checkpoint it resumes from there instead of from zero.
+ */
+import {
+  openCheckpoint,
+  parseVerifierKey,
+  decodeBundle,
+  tilePath,
+  tileWidthAt,
+  toBase64,
+  fromBase64,
+  bytesEqual,
+  type Checkpoint,
+  type Sha256,
+} from '@custody/verify';
+import { TreeBuilder, type TileData } from '../log/tree.js';
+import { parseEntry } from '../log/entry.js';
+import type { LogInfo, LogSource } from './sources.js';
+import { SourceError } from './sources.js';
+import type { TrustStore, TrustedLog } from './trust.js';
+
+const TILE = 256;
+const MAX_PROBLEMS = 25;
+const PREFETCH = 8;
+
+export type ProblemKind =
+  | 'KEY_CHANGED'
+  | 'CHECKPOINT_INVALID'
+  | 'ROLLBACK'
+  | 'NOT_A_PREFIX'
+  | 'BUNDLE_MISSING'
+  | 'BUNDLE_CORRUPT'
+  | 'ENTRY_MALFORMED'
+  | 'TILE_MISSING'
+  | 'TILE_MISMATCH'
+  | 'ROOT_MISMATCH'
+  | 'SOURCE_UNAVAILABLE';
+
+export interface Problem {
+  kind: ProblemKind;
+  where: string;
+  message: string;
+}
+
+export interface VerifyReport {
+  log: string;
+  origin: string;
+  ok: boolean;
+  size: number;
+  rootHash: string | null;
+  resumedFrom: number;
+  trustedBefore: number | null;
+  entriesChecked: number;
+  tilesChecked: number;
+  seconds: number;
+  problems: Problem[];
+  verifierKey: string;
+}
+
+export interface VerifyOptions {
+  trust: TrustStore;
+  /** Pin the verifier key instead of trusting the stored one (or the server's, on first use). */
+  key?: string;
+  /** Recompute from entry 0 even when a trusted checkpoint allows resuming. */
+  full?: boolean;
+  hash: Sha256;
+  onProgress?: (done: number, total: number) => void;
+}
+
+class Problems {
+  readonly list: Problem[] = [];
+  add(kind: ProblemKind, where: string, message: string): void {
+    if (this.list.length < MAX_PROBLEMS) this.list.push({ kind, where, message });
+  }
+  get fatal(): boolean {
+    return this.list.length >= MAX_PROBLEMS;
+  }
+}
+
+function leafHash(h: Sha256, entry: Uint8Array): Uint8Array {
+  const b = new Uint8Array(entry.length + 1);
+  b.set(entry, 1);
+  return h(b);
+}
+
+/** A sliding window of fetches so the network or disk is never idle. */
+function prefetcher<T>(count: number, fetchOne: (i: number) => Promise<T>): (i: number) => Promise<T> {
+  const inflight = new Map<number, Promise<T>>();
+  let next = 0;
+  const fill = (upTo: number): void => {
+    while (next < count && next <= upTo) {
+      const p = fetchOne(next);
+      p.catch(() => undefined);
+      inflight.set(next, p);
+      next++;
+    }
+  };
+  return (i) => {
+    fill(i + PREFETCH);
+    const p = inflight.get(i) ?? fetchOne(i);
+    inflight.delete(i);
+    return p;
+  };
+}
+
+export async function verifyLog(source: LogSource, info: LogInfo, opts: VerifyOptions): Promise<VerifyReport> {
+  const t0 = Date.now();
+  const problems = new Problems();
+  const trusted: TrustedLog | undefined = opts.trust.get(info.origin);
+  const report: VerifyReport = {
+    log: info.name,
+    origin: info.origin,
+    ok: false,
+    size: 0,
+    rootHash: null,
+    resumedFrom: 0,
+    trustedBefore: trusted?.size ?? null,
+    entriesChecked: 0,
+    tilesChecked: 0,
+    seconds: 0,
+    problems: problems.list,
+    verifierKey: opts.key ?? trusted?.verifierKey ?? info.verifierKey,
+  };
+  const finish = (): VerifyReport => {
+    report.ok = problems.list.length === 0;
+    report.seconds = (Date.now() - t0) / 1000;
+    return report;
+  };
+
+  if (trusted && !opts.key && trusted.verifierKey !== info.verifierKey) {
+    problems.add('KEY_CHANGED', 'verifier key', `The log now presents key ${info.verifierKey}, but you trusted ${trusted.verifierKey}. Someone replaced the log's signing key; do not trust this log until its operator explains.`);
+    return finish();
+  }
+  let cp: Checkpoint;
+  let cpText: string;
+  try {
+    cpText = await source.checkpoint(info.name);
+    cp = openCheckpoint(cpText, parseVerifierKey(report.verifierKey)).checkpoint;
+  } catch (e) {
+    problems.add('CHECKPOINT_INVALID', 'checkpoint', `The checkpoint does not verify with key ${report.verifierKey}: ${(e as Error).message}. It was altered or signed by another key.`);
+    return finish();
+  }
+  report.size = cp.size;
+  report.rootHash = toBase64(cp.rootHash);
+  const N = cp.size;
+
+  if (trusted && trusted.size > N) {
+    problems.add('ROLLBACK', 'checkpoint', `The log has ${N} entries but you already verified a checkpoint with ${trusted.size}: the trusted checkpoint is not a prefix of this log. Its history was rolled back or rewritten.`);
+    return finish();
+  }
+  const trustedRoot = trusted ? fromBase64(trusted.rootHash, 32) : null;
+  if (trusted && trusted.size === N && !bytesEqual(trustedRoot!, cp.rootHash)) {
+    problems.add('NOT_A_PREFIX', 'checkpoint', `The log's checkpoint at size ${N} has a different root than the one you trusted at the same size: the log was forked or rewritten.`);
+    return finish();
+  }
+
+  const h = opts.hash;
+  const tileCache = new Map<string, Uint8Array>();
+  const getTile = async (level: number, index: number, width: number): Promise<Uint8Array | null> => {
+    const k = `${level}/${index}/${width}`;
+    const hit = tileCache.get(k);
+    if (hit) return hit;
+    try {
+      const t = await source.tile(info.name, level, index, width);
+      tileCache.set(k, t);
+      return t;
+    } catch (e) {
+      if (e instanceof SourceError) {
+        problems.add(e.kind === 'missing' ? 'TILE_MISSING' : 'SOURCE_UNAVAILABLE', tilePath({ level, index, width }), e.message);
+        return null;
+      }
+      throw e;
+    }
+  };
+
+  // Where to start: the trusted checkpoint (resume), or zero.
+  let M = !opts.full && trusted ? trusted.size : 0;
+  let builder = new TreeBuilder(h);
+  if (M > 0) {
+    const partial: Uint8Array[][] = [];
+    let ok = true;
+    for (let l = 0, count = M; count > 0; l++, count = Math.floor(count / TILE)) {
+      const w = count % TILE;
+      const hashes: Uint8Array[] = [];
+      if (w > 0) {
+        const idx = Math.floor(count / TILE);
+        const t = await getTile(l, idx, tileWidthAt(l, idx, N));
+        if (!t || t.length < w * 32) ok = false;
+        else for (let i = 0; i < w; i++) hashes.push(t.subarray(i * 32, i * 32 + 32));
+      }
+      partial.push(hashes);
+    }
+    if (ok) {
+      builder = new TreeBuilder(h, M, partial);
+      if (!bytesEqual(builder.root(), trustedRoot!)) ok = false;
+    }
+    if (!ok) {
+      // Either history was rewritten or a tile is damaged: recompute from zero to tell which.
+      problems.list.length = 0;
+      M = 0;
+      builder = new TreeBuilder(h);
+    }
+  }
+  report.resumedFrom = M;
+
+  const compare = async (t: TileData): Promise<void> => {
+    report.tilesChecked++;
+    const stored = await getTile(t.level, t.index, t.width);
+    if (!stored) return;
+    if (!bytesEqual(stored, t.data)) {
+      let pos = 0;
+      while (pos < t.width && bytesEqual(stored.subarray(pos * 32, pos * 32 + 32), t.data.subarray(pos * 32, pos * 32 + 32))) pos++;
+      const first = t.level === 0 ? ` (entry ${t.index * TILE + pos})` : '';
+      problems.add('TILE_MISMATCH', tilePath(t), `Stored tile ${tilePath(t)} differs from the tree recomputed from the entries at hash ${pos}${first}${stored.length !== t.data.length ? `; it has ${stored.length} bytes instead of ${t.data.length}` : ''}.`);
+    }
+    tileCache.delete(`${t.level}/${t.index}/${t.width}`);
+  };
+
+  const firstBundle = Math.floor(M / TILE);
+  const bundleCount = Math.ceil(N / TILE) - firstBundle;
+  const widthOf = (k: number): number => Math.min(TILE, N - k * TILE);
+  const fetchBundle = prefetcher(bundleCount, async (i) => {
+    const k = firstBundle + i;
+    return source.bundle(info.name, k, widthOf(k));
+  });
+  const fetchLeafTile = prefetcher(bundleCount, async (i) => {
+    const k = firstBundle + i;
+    return getTile(0, k, widthOf(k));
+  });
+  opts.onProgress?.(0, N - M);
+  for (let i = 0; i < bundleCount && !problems.fatal; i++) {
+    const k = firstBundle + i;
+    const w = widthOf(k);
+    const where = tilePath({ level: 'entries', index: k, width: w });
+    let leaves: Uint8Array[] | null = null;
+    try {
+      const entries = decodeBundle(await fetchBundle(i), w);
+      leaves = [];
+      for (let j = 0; j < w; j++) {
+        const e = entries[j]!;
+        const index = k * TILE + j;
+        if (index < M) continue;
+        try {
+          const p = parseEntry(e);
+          if (p.origin !== info.origin) throw new Error(`it names log ${p.origin}`);
+        } catch (err) {
+          problems.add('ENTRY_MALFORMED', `entry ${index}`, `Entry ${index} (in ${where}) is not a valid envelope of this log: ${(err as Error).message}`);
+        }
+        leaves.push(leafHash(h, e));
+      }
+    } catch (e) {
+      if (e instanceof SourceError) {
+        problems.add(e.kind === 'missing' ? 'BUNDLE_MISSING' : 'BUNDLE_CORRUPT', where, `Entry bundle ${where} (entries ${k * TILE}–${k * TILE + w - 1}): ${e.message}`);
+      } else if ((e as { code?: string }).code === 'MALFORMED_BUNDLE') {
+        problems.add('BUNDLE_CORRUPT', where, `Entry bundle ${where} (entries ${k * TILE}–${k * TILE + w - 1}) is malformed: ${(e as Error).message}`);
+      } else throw e;
+      leaves = null;
+    }
+    if (leaves === null) {
+      // Keep going with the stored leaf hashes so the rest of the log is still checked.
+      const t = await fetchLeafTile(i);
+      if (!t) break;
+      leaves = [];
+      for (let j = Math.max(0, M - k * TILE); j < w; j++) leaves.push(t.subarray(j * 32, j * 32 + 32));
+    } else {
+      void fetchLeafTile(i).catch(() => undefined);
+    }
+    for (const leaf of leaves) {
+      builder.append(leaf);
+      if (trusted && builder.size === trusted.size && M < trusted.size && !bytesEqual(builder.root(), trustedRoot!)) {
+        problems.add('NOT_A_PREFIX', `entries 0–${trusted.size - 1}`, `The first ${trusted.size} entries no longer give the root of the checkpoint you trusted: the log's history was rewritten.`);
+      }
+    }
+    report.entriesChecked += leaves.length;
+    for (const t of builder.takeCompleted()) await compare(t);
+    opts.onProgress?.(report.entriesChecked, N - M);
+  }
+  if (!problems.fatal) {
+    for (const t of builder.partialTiles()) await compare(t);
+    if (builder.size === N && !bytesEqual(builder.root(), cp.rootHash)) {
+      problems.add('ROOT_MISMATCH', 'checkpoint', `The entries give root ${toBase64(builder.root())} but the signed checkpoint says ${report.rootHash}: entries were changed, removed or reordered.`);
+    }
+  }
+  finish();
+  if (report.ok) {
+    opts.trust.set(info.origin, {
+      verifierKey: report.verifierKey,
+      size: N,
+      rootHash: report.rootHash!,
+      checkpoint: cpText!,
+      verifiedAt: new Date().toISOString(),
+      source: source.description,
+    });
+  }
+  return report;
+}

@@ -1,0 +1,104 @@
+/**
+ * Envelope encryption of everything that holds record content at rest (entry bundles, blobs,
+ * the sequencer journal). Each sealed object gets a fresh 256-bit data key (DEK); the DEK is
+ * wrapped with the log's key-encryption key (KEK) from the keyring. Both layers are
+ * AES-256-GCM; the data layer's additional data binds the sealed header and a context string
+ * (e.g. "bundle <origin> 3 256"), so a file moved to another position fails to open.
+ *
+ * Layout: "CSTE" | version 1 | flags | kekId u32 | wrapIv 12 | wrappedDek 32 | wrapTag 16 |
+ *         iv 12 | ciphertext | tag 16
+ */
+import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
+import { CustodyError } from '../errors.js';
+
+const MAGIC = Buffer.from('CSTE');
+const VERSION = 1;
+export const SEALED_HEADER_SIZE = 4 + 1 + 1 + 4 + 12 + 32 + 16;
+export const SEALED_OVERHEAD = SEALED_HEADER_SIZE + 12 + 16;
+
+export interface Kek {
+  id: number;
+  key: Buffer; // 32 bytes
+}
+
+/** Looks up a KEK by id; throws KEYRING when it is not there. */
+export type KekLookup = (id: number) => Kek;
+
+function gcmEncrypt(key: Buffer, iv: Buffer, plaintext: Uint8Array, aad: Buffer): { ct: Buffer; tag: Buffer } {
+  const c = createCipheriv('aes-256-gcm', key, iv);
+  c.setAAD(aad);
+  const ct = Buffer.concat([c.update(plaintext), c.final()]);
+  return { ct, tag: c.getAuthTag() };
+}
+
+function gcmDecrypt(key: Buffer, iv: Buffer, ct: Uint8Array, tag: Uint8Array, aad: Buffer): Buffer | null {
+  try {
+    const d = createDecipheriv('aes-256-gcm', key, iv);
+    d.setAAD(aad);
+    d.setAuthTag(tag);
+    return Buffer.concat([d.update(ct), d.final()]);
+  } catch {
+    return null;
+  }
+}
+
+/** A data key wrapped for storage: the first SEALED_HEADER_SIZE bytes of a sealed object. */
+export function wrapDek(kek: Kek, dek: Buffer, flags = 0): Buffer {
+  const header = Buffer.alloc(SEALED_HEADER_SIZE);
+  MAGIC.copy(header, 0);
+  header[4] = VERSION;
+  header[5] = flags;
+  header.writeUInt32BE(kek.id, 6);
+  const wrapIv = randomBytes(12);
+  wrapIv.copy(header, 10);
+  const { ct, tag } = gcmEncrypt(kek.key, wrapIv, dek, header.subarray(0, 10));
+  ct.copy(header, 22);
+  tag.copy(header, 54);
+  return header;
+}
+
+export function unwrapDek(header: Uint8Array, lookup: KekLookup, what: string): { dek: Buffer; flags: number } {
+  const h = Buffer.from(header.buffer, header.byteOffset, header.byteLength);
+  if (h.length < SEALED_HEADER_SIZE || !h.subarray(0, 4).equals(MAGIC) || h[4] !== VERSION) {
+    throw new CustodyError('STORAGE_CORRUPT', `${what} is not a sealed Custody object (bad header): it was altered or replaced.`);
+  }
+  const kek = lookup(h.readUInt32BE(6));
+  const dek = gcmDecrypt(kek.key, h.subarray(10, 22), h.subarray(22, 54), h.subarray(54, 70), h.subarray(0, 10));
+  if (!dek) {
+    throw new CustodyError('STORAGE_CORRUPT', `${what}: its data key does not unwrap with key ${kek.id}: the file was altered or the keyring is wrong.`);
+  }
+  return { dek, flags: h[5] ?? 0 };
+}
+
+/** Encrypts with an already generated DEK (the journal reuses one DEK per segment). */
+export function encryptWithDek(dek: Buffer, plaintext: Uint8Array, aad: Buffer): Buffer {
+  const iv = randomBytes(12);
+  const { ct, tag } = gcmEncrypt(dek, iv, plaintext, aad);
+  return Buffer.concat([iv, ct, tag]);
+}
+
+export function decryptWithDek(dek: Buffer, sealed: Uint8Array, aad: Buffer): Buffer | null {
+  if (sealed.length < 28) return null;
+  const s = Buffer.from(sealed.buffer, sealed.byteOffset, sealed.byteLength);
+  return gcmDecrypt(dek, s.subarray(0, 12), s.subarray(12, s.length - 16), s.subarray(s.length - 16), aad);
+}
+
+/** Seals one object: fresh DEK, wrapped by `kek`, data bound to `context`. */
+export function seal(kek: Kek, context: string, plaintext: Uint8Array): Buffer {
+  const dek = randomBytes(32);
+  const header = wrapDek(kek, dek);
+  const body = encryptWithDek(dek, plaintext, Buffer.concat([header, Buffer.from(context)]));
+  dek.fill(0);
+  return Buffer.concat([header, body]);
+}
+
+export function open(lookup: KekLookup, context: string, sealed: Uint8Array, what: string): Buffer {
+  const { dek } = unwrapDek(sealed.subarray(0, SEALED_HEADER_SIZE), lookup, what);
+  const header = Buffer.from(sealed.buffer, sealed.byteOffset, SEALED_HEADER_SIZE);
+  const out = decryptWithDek(dek, sealed.subarray(SEALED_HEADER_SIZE), Buffer.concat([header, Buffer.from(context)]));
+  dek.fill(0);
+  if (!out) {
+    throw new CustodyError('STORAGE_CORRUPT', `${what} fails authentication: it was altered, truncated or moved from another position.`, { what });
+  }
+  return out;
+}

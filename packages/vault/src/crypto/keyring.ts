@@ -1,0 +1,112 @@
+/**
+ * The local keyring: one file, mode 0600, holding per log the Ed25519 signing seed of its
+ * checkpoints, its key-encryption keys (KEKs; the newest is active, older ones stay to open
+ * old objects) and a key that names blobs on disk (so a file name never reveals a record hash).
+ */
+import { randomBytes, createHmac } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { CustodyError } from '../errors.js';
+import { writeFileAtomicSync } from '../storage/atomic.js';
+import type { Kek, KekLookup } from './aead.js';
+
+interface KeyringFileLog {
+  signingSeed: string;
+  blobNameKey: string;
+  keks: Array<{ id: number; key: string; created: string }>;
+}
+interface KeyringFile {
+  version: 1;
+  logs: Record<string, KeyringFileLog>;
+}
+
+export class LogKeys {
+  constructor(
+    readonly log: string,
+    readonly signingSeed: Buffer,
+    private readonly keks: Kek[],
+    private readonly blobNameKey: Buffer,
+  ) {}
+  get activeKek(): Kek {
+    const k = this.keks[this.keks.length - 1];
+    if (!k) throw new CustodyError('KEYRING', `The keyring holds no encryption key for log "${this.log}".`);
+    return k;
+  }
+  readonly lookup: KekLookup = (id) => {
+    const k = this.keks.find((x) => x.id === id);
+    if (!k) {
+      throw new CustodyError('KEYRING', `The keyring has no key ${id} for log "${this.log}": restore the keyring file that belongs to this data directory.`);
+    }
+    return k;
+  };
+  blobName(recordSha256: Uint8Array): string {
+    return createHmac('sha256', this.blobNameKey).update(recordSha256).digest('hex');
+  }
+}
+
+export class Keyring {
+  private constructor(
+    readonly path: string,
+    private file: KeyringFile,
+  ) {}
+
+  static load(path: string): Keyring {
+    let text: string;
+    try {
+      text = readFileSync(path, 'utf8');
+    } catch (e) {
+      throw new CustodyError('KEYRING', `Cannot read the keyring ${path}: ${(e as Error).message}. Restore it from your backup; without it the stored records cannot be read.`);
+    }
+    let parsed: KeyringFile;
+    try {
+      parsed = JSON.parse(text) as KeyringFile;
+    } catch {
+      throw new CustodyError('KEYRING', `The keyring ${path} is not valid JSON: restore it from your backup.`);
+    }
+    if (parsed?.version !== 1 || typeof parsed.logs !== 'object') {
+      throw new CustodyError('KEYRING', `The keyring ${path} has an unknown format.`);
+    }
+    return new Keyring(path, parsed);
+  }
+
+  static create(path: string): Keyring {
+    const k = new Keyring(path, { version: 1, logs: {} });
+    k.save();
+    return k;
+  }
+
+  private save(): void {
+    writeFileAtomicSync(this.path, JSON.stringify(this.file, null, 2) + '\n', 0o600);
+  }
+
+  has(log: string): boolean {
+    return Object.hasOwn(this.file.logs, log);
+  }
+
+  /** Creates the keys of a new log; refuses to overwrite (that would orphan its data). */
+  addLog(log: string): LogKeys {
+    if (this.has(log)) throw new CustodyError('KEYRING', `The keyring already holds keys for log "${log}".`);
+    this.file.logs[log] = {
+      signingSeed: randomBytes(32).toString('base64'),
+      blobNameKey: randomBytes(32).toString('base64'),
+      keks: [{ id: 1, key: randomBytes(32).toString('base64'), created: new Date().toISOString() }],
+    };
+    this.save();
+    return this.forLog(log);
+  }
+
+  forLog(log: string): LogKeys {
+    const l = this.file.logs[log];
+    if (!l) throw new CustodyError('KEYRING', `The keyring ${this.path} has no keys for log "${log}": it does not belong to this data directory.`);
+    const b = (s: string, what: string): Buffer => {
+      const v = Buffer.from(s, 'base64');
+      if (v.length !== 32) throw new CustodyError('KEYRING', `The keyring entry ${what} of log "${log}" is damaged.`);
+      return v;
+    };
+    return new LogKeys(
+      log,
+      b(l.signingSeed, 'signingSeed'),
+      l.keks.map((k) => ({ id: k.id, key: b(k.key, `kek ${k.id}`) })),
+      b(l.blobNameKey, 'blobNameKey'),
+    );
+  }
+}

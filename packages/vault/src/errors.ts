@@ -1,0 +1,59 @@
+/**
+ * One error type for the whole vault, with a string code per failure; the table below is
+ * the API's error reference (docs/ERRORS.md is generated from the same facts by hand).
+ * Tests assert `code`, never `message`. A message tells the user what to do next.
+ */
+export const ERROR_CODES = {
+  // request shape (ingest, API parameters)
+  BAD_REQUEST: { status: 400, summary: 'The request is malformed.' },
+  BAD_JSON_LINES: { status: 400, summary: 'Some lines of the batch are not valid JSON; nothing was appended.' },
+  BAD_ENCODING: { status: 400, summary: 'The body is not valid UTF-8 or its Content-Encoding cannot be decoded.' },
+  EMPTY_BATCH: { status: 400, summary: 'The body holds no records.' },
+  RECORD_TOO_LARGE: { status: 413, summary: 'A record is larger than 1 MiB.' },
+  BODY_TOO_LARGE: { status: 413, summary: 'The body is larger than 16 MiB (after decompression).' },
+  UNSUPPORTED_MEDIA_TYPE: { status: 415, summary: 'Send application/x-ndjson or application/json.' },
+  // identity and permission
+  UNAUTHENTICATED: { status: 401, summary: 'No valid token was presented.' },
+  FORBIDDEN: { status: 403, summary: 'The token is valid but its role may not do this.' },
+  METHOD_NOT_ALLOWED: { status: 405, summary: 'Records cannot be changed or deleted.' },
+  // resources
+  NOT_FOUND: { status: 404, summary: 'No such resource.' },
+  LOG_NOT_FOUND: { status: 404, summary: 'No log with that name.' },
+  ENTRY_NOT_FOUND: { status: 404, summary: 'No entry with that index (yet).' },
+  PRINCIPAL_NOT_FOUND: { status: 404, summary: 'No principal with that id.' },
+  PRINCIPAL_EXISTS: { status: 409, summary: 'A principal with that name already exists.' },
+  // capacity and storage
+  PUSHBACK: { status: 503, summary: 'The vault is busy integrating; retry after the given delay.' },
+  STORAGE_UNAVAILABLE: { status: 503, summary: 'Storage cannot take writes right now (for example the disk is full).' },
+  NOT_READY: { status: 503, summary: 'The vault is still starting or recovering.' },
+  STORAGE_CORRUPT: { status: 500, summary: 'Stored data does not match its proofs.' },
+  INTERNAL: { status: 500, summary: 'Unexpected failure.' },
+  // local (CLI / data directory) failures
+  CONFIG: { status: 500, summary: 'The vault configuration or data directory is invalid.' },
+  KEYRING: { status: 500, summary: 'The keyring is missing, unreadable or does not hold the needed key.' },
+  VERIFY_FAILED: { status: 500, summary: 'Verification found a problem.' },
+} as const satisfies Record<string, { status: number; summary: string }>;
+
+export type ErrorCode = keyof typeof ERROR_CODES;
+
+export class CustodyError extends Error {
+  override readonly name = 'CustodyError';
+  readonly code: ErrorCode;
+  readonly details: Record<string, unknown> | undefined;
+  constructor(code: ErrorCode, message: string, details?: Record<string, unknown>, options?: { cause?: unknown }) {
+    super(message, options);
+    this.code = code;
+    this.details = details;
+  }
+  get status(): number {
+    return ERROR_CODES[this.code].status;
+  }
+}
+
+export function isCustodyError(e: unknown, code?: ErrorCode): e is CustodyError {
+  return e instanceof CustodyError && (code === undefined || e.code === code);
+}
+
+export function httpStatusOf(code: ErrorCode): number {
+  return ERROR_CODES[code].status;
+}

@@ -1,0 +1,136 @@
+/**
+ * The entry envelope: the exact bytes that become a leaf of the log (docs/FORMAT.md).
+ *
+ *   custody-entry/v1\n
+ *   log <origin>\n
+ *   region <region>\n
+ *   source <source type>\n
+ *   producer <principal name>\n
+ *   received <UTC time, RFC 3339 with milliseconds>\n
+ *   salt <base64 of 16 random bytes>\n
+ *   [blob sha256:<hex> <size>\n]          only when the record lives in a blob
+ *   \n
+ *   <the record, byte for byte as received>  (empty when it lives in a blob)
+ *
+ * The salt makes every leaf hash unguessable, so nobody can confirm a guessed record from
+ * the public tiles, and a record can later be shredded while its leaf hash stays valid.
+ */
+import { randomFillSync } from 'node:crypto';
+import { CustodyError } from '../errors.js';
+
+export const ENTRY_MAGIC = 'custody-entry/v1';
+/** C2SP entry bundles prefix each entry with a uint16 length. */
+export const MAX_ENTRY_SIZE = 65535;
+export const MAX_RECORD_SIZE = 1024 * 1024;
+const SALT_SIZE = 16;
+const FIELD_RE = /^[\x21-\x7e]{1,256}$/;
+
+export interface EnvelopeFields {
+  origin: string;
+  region: string;
+  source: string;
+  producer: string;
+  received: string;
+}
+
+export interface BlobRef {
+  sha256: string; // hex
+  size: number;
+}
+
+export interface ParsedEntry extends EnvelopeFields {
+  salt: Buffer;
+  record: Buffer | null; // null when it lives in a blob
+  blob: BlobRef | null;
+}
+
+export function checkField(name: string, value: string): void {
+  if (!FIELD_RE.test(value)) {
+    throw new CustodyError('BAD_REQUEST', `${name} must be 1 to 256 printable ASCII characters without spaces; got ${JSON.stringify(value.slice(0, 64))}.`);
+  }
+}
+
+/** The part of the header every entry of one batch shares. */
+export function envelopePrefix(f: EnvelopeFields): Buffer {
+  checkField('origin', f.origin);
+  checkField('region', f.region);
+  checkField('source', f.source);
+  checkField('producer', f.producer);
+  checkField('received', f.received);
+  return Buffer.from(`${ENTRY_MAGIC}\nlog ${f.origin}\nregion ${f.region}\nsource ${f.source}\nproducer ${f.producer}\nreceived ${f.received}\nsalt `);
+}
+
+/** Room left for an inline record after the header. */
+export function inlineLimit(prefix: Buffer): number {
+  return MAX_ENTRY_SIZE - prefix.length - 24 - 2;
+}
+
+/**
+ * Builds one envelope per record. `blobs[i]`, when set, replaces record i by a reference
+ * (the record itself is stored as a content-addressed blob).
+ */
+export function buildEnvelopes(prefix: Buffer, records: Buffer[], blobs?: Array<BlobRef | undefined>): Buffer[] {
+  const salts = Buffer.allocUnsafe(records.length * SALT_SIZE);
+  randomFillSync(salts);
+  const out = new Array<Buffer>(records.length);
+  for (let i = 0; i < records.length; i++) {
+    const saltB64 = salts.toString('base64', i * SALT_SIZE, (i + 1) * SALT_SIZE);
+    const blob = blobs?.[i];
+    if (blob) {
+      out[i] = Buffer.concat([prefix, Buffer.from(`${saltB64}\nblob sha256:${blob.sha256} ${blob.size}\n\n`)]);
+      continue;
+    }
+    const rec = records[i]!;
+    const e = Buffer.allocUnsafe(prefix.length + 26 + rec.length);
+    prefix.copy(e, 0);
+    let off = prefix.length;
+    off += e.write(saltB64, off, 'latin1');
+    e[off++] = 0x0a;
+    e[off++] = 0x0a;
+    rec.copy(e, off);
+    out[i] = e;
+  }
+  return out;
+}
+
+function bad(why: string): never {
+  throw new CustodyError('STORAGE_CORRUPT', `Entry is not a valid ${ENTRY_MAGIC} envelope: ${why}.`);
+}
+
+export function parseEntry(bytes: Uint8Array): ParsedEntry {
+  const b = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const end = b.indexOf('\n\n');
+  if (end < 0) bad('no blank line after the header');
+  const lines = b.toString('latin1', 0, end).split('\n');
+  const want = ['', 'log', 'region', 'source', 'producer', 'received', 'salt'];
+  if (lines[0] !== ENTRY_MAGIC) bad('wrong first line');
+  const vals: string[] = [];
+  for (let i = 1; i < want.length; i++) {
+    const line = lines[i];
+    if (line === undefined || !line.startsWith(want[i] + ' ')) bad(`line ${i + 1} must start with "${want[i]} "`);
+    const v = line.slice(want[i]!.length + 1);
+    if (!FIELD_RE.test(v)) bad(`bad ${want[i]} value`);
+    vals.push(v);
+  }
+  const salt = Buffer.from(vals[5]!, 'base64');
+  if (salt.length !== SALT_SIZE || salt.toString('base64') !== vals[5]) bad('bad salt');
+  let blob: BlobRef | null = null;
+  if (lines.length === 8) {
+    const m = /^blob sha256:([0-9a-f]{64}) (0|[1-9][0-9]{0,9})$/.exec(lines[7]!);
+    if (!m) bad('bad blob line');
+    blob = { sha256: m[1]!, size: Number(m[2]) };
+    if (end + 2 !== b.length) bad('a blob entry carries no inline record');
+  } else if (lines.length !== 7) {
+    bad('unexpected header lines');
+  }
+  return {
+    origin: vals[0]!,
+    region: vals[1]!,
+    source: vals[2]!,
+    producer: vals[3]!,
+    received: vals[4]!,
+    salt,
+    record: blob ? null : b.subarray(end + 2),
+    blob,
+  };
+}

@@ -1,0 +1,1 @@
+export { LogSequencer, type PublishedCheckpoint, type AppendResult, type SequencerOptions } from './log-sequencer.js';

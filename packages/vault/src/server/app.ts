@@ -1,0 +1,76 @@
+/**
+ * The HTTP API: one Fastify plugin per area, each with its own parsers and limits.
+ * docs/API.md lists the routes, the role that may call each, and the error codes.
+ */
+import Fastify, { LogController, type FastifyInstance } from 'fastify';
+import type { Logger } from 'pino';
+import './types.js';
+import { CustodyError } from '../errors.js';
+import type { Vault } from '../vault.js';
+import { registerAuth, auditContext } from './auth.js';
+import { registerErrorHandling, sendError } from './errors.js';
+import { readRoutes } from './read.js';
+import { entryRoutes } from './entries.js';
+import { principalRoutes } from './principals.js';
+import { healthRoutes, Metrics } from './health.js';
+
+export interface ServerOptions {
+  vault: Vault;
+  logger: Logger;
+  metrics?: Metrics;
+  https?: { key: Buffer; cert: Buffer };
+}
+
+export async function buildServer(opts: ServerOptions): Promise<FastifyInstance> {
+  const { vault } = opts;
+  const metrics = opts.metrics ?? new Metrics();
+  metrics.watch(vault);
+  const app = Fastify({
+    loggerInstance: opts.logger,
+    logController: new LogController({ disableRequestLogging: true }),
+    bodyLimit: 1024 * 1024,
+    trustProxy: false,
+    return503OnClosing: true,
+    ...(opts.https ? { https: opts.https } : {}),
+  }) as unknown as FastifyInstance;
+
+  registerErrorHandling(app);
+  registerAuth(app, vault);
+
+  app.addHook('onResponse', async (req, reply) => {
+    const route = req.routeOptions.url ?? 'unknown';
+    metrics.requests.inc({ method: req.method, route, status: String(reply.statusCode) });
+    if (reply.statusCode === 401 || reply.statusCode === 403 || reply.statusCode === 405) {
+      metrics.refused.inc({ reason: String(reply.statusCode) });
+    }
+    if (reply.statusCode >= 400) {
+      req.log.info({ method: req.method, route, status: reply.statusCode, address: req.ip, principal: req.principal?.name }, 'request refused or failed');
+    }
+  });
+
+  // No API edits or deletes a record. Any attempt is refused and recorded (ARCHITECTURE.md, Roles).
+  const tamper = async (req: import('fastify').FastifyRequest, reply: import('fastify').FastifyReply) => {
+    await vault.audit({ type: 'tamper.attempt', kind: 'modify-log-data', ...auditContext(req) }).catch(() => undefined);
+    reply.header('Allow', req.url.startsWith('/v1/logs/') && /\/entries\/?(\?|$)/.test(req.url) ? 'POST' : 'GET');
+    return sendError(reply, new CustodyError('METHOD_NOT_ALLOWED', `Records in Custody cannot be changed or deleted; ${req.method} is refused and the attempt was recorded.`));
+  };
+  for (const url of ['/logs/*', '/v1/logs/*', '/v1/logs']) {
+    app.route({ method: ['DELETE', 'PUT', 'PATCH'], url, config: { tamper: true }, handler: tamper });
+  }
+  app.route({ method: ['POST'], url: '/logs/*', config: { tamper: true }, handler: tamper });
+
+  app.get('/v1/whoami', { config: { roles: ['writer', 'auditor', 'admin'] } }, async (req) => ({
+    id: req.principal!.id,
+    name: req.principal!.name,
+    role: req.principal!.role,
+    logs: req.principal!.logs,
+  }));
+
+  await app.register(healthRoutes, { vault, metrics });
+  await app.register(readRoutes, { vault });
+  await app.register(principalRoutes, { vault });
+  await app.register(entryRoutes, { vault, metrics });
+  return app;
+}
+
+export { Metrics };

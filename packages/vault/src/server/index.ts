@@ -1,0 +1,1 @@
+export { buildServer, Metrics, type ServerOptions } from './app.js';

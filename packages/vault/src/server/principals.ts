@@ -1,0 +1,33 @@
+/** Admin API: create, list and revoke principals. A token is shown once, in the create answer. */
+import type { FastifyInstance } from 'fastify';
+import { CustodyError } from '../errors.js';
+import type { Vault } from '../vault.js';
+import { ROLES, type Role } from '../storage/db.js';
+import { auditContext } from './auth.js';
+
+const ADMIN = { roles: ['admin' as const] };
+
+export async function principalRoutes(app: FastifyInstance, opts: { vault: Vault }): Promise<void> {
+  const { vault } = opts;
+
+  app.get('/v1/principals', { config: ADMIN }, async () => ({ principals: vault.db.listPrincipals() }));
+
+  app.post<{ Body: unknown }>('/v1/principals', { config: ADMIN }, async (req, reply) => {
+    const b = req.body as { name?: unknown; role?: unknown; logs?: unknown } | null;
+    if (!b || typeof b !== 'object') throw new CustodyError('BAD_REQUEST', 'Send a JSON object: {"name": "...", "role": "writer|auditor|admin", "logs": ["..."]}.');
+    if (typeof b.name !== 'string') throw new CustodyError('BAD_REQUEST', '"name" is required (a string).');
+    if (typeof b.role !== 'string' || !ROLES.includes(b.role as Role)) throw new CustodyError('BAD_REQUEST', `"role" must be one of ${ROLES.join(', ')}.`);
+    if (b.logs !== undefined && (!Array.isArray(b.logs) || !b.logs.every((l) => typeof l === 'string'))) {
+      throw new CustodyError('BAD_REQUEST', '"logs" must be a list of log names.');
+    }
+    const { principal, token } = vault.createPrincipal({ name: b.name, role: b.role as Role, logs: (b.logs as string[] | undefined) ?? null, createdBy: req.principal!.name });
+    await vault.audit({ type: 'admin.principal.created', target: { id: principal.id, name: principal.name, role: principal.role, logs: principal.logs }, ...auditContext(req) });
+    return reply.code(201).send({ principal, token, note: 'This token is shown only once; store it in your secret manager now.' });
+  });
+
+  app.post<{ Params: { id: string } }>('/v1/principals/:id/revoke', { config: ADMIN }, async (req) => {
+    const p = vault.revokePrincipal(req.params.id, req.principal!.name);
+    await vault.audit({ type: 'admin.principal.revoked', target: { id: p.id, name: p.name, role: p.role }, ...auditContext(req) });
+    return { principal: p };
+  });
+}

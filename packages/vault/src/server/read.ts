@@ -1,0 +1,161 @@
+/**
+ * The auditor's read API: the C2SP tlog-tiles tree of every log (checkpoint, hash tiles,
+ * entry bundles decrypted for the reader) and the JSON conveniences: log list, one entry
+ * with its inclusion proof, consistency proofs.
+ */
+import type { FastifyInstance } from 'fastify';
+import { isUtf8 } from 'node:buffer';
+import {
+  parseTilePath,
+  decodeBundle,
+  proveInclusion,
+  proveConsistency,
+  treeRoot,
+  toBase64,
+  formatProofFile,
+  VerifyError,
+  type TileId,
+} from '@custody/verify';
+import { CustodyError } from '../errors.js';
+import type { Vault } from '../vault.js';
+import { parseEntry } from '../log/entry.js';
+import { nativeSha256 } from '../crypto/sha256.js';
+
+const AUDITOR = { roles: ['auditor' as const] };
+
+export function leafHashOf(entry: Uint8Array): Uint8Array {
+  const b = Buffer.allocUnsafe(entry.length + 1);
+  b[0] = 0;
+  b.set(entry, 1);
+  return nativeSha256(b);
+}
+
+function parseIndex(v: unknown, name: string): number {
+  if (typeof v !== 'string' || !/^(0|[1-9][0-9]{0,15})$/.test(v) || !Number.isSafeInteger(Number(v))) {
+    throw new CustodyError('BAD_REQUEST', `${name} must be a non-negative whole number, got ${JSON.stringify(v)}.`);
+  }
+  return Number(v);
+}
+
+export async function readRoutes(app: FastifyInstance, opts: { vault: Vault }): Promise<void> {
+  const { vault } = opts;
+
+  app.get('/v1/logs', { config: { roles: ['auditor', 'admin'] } }, async () => ({
+    logs: vault.logRows.map((r) => {
+      const s = vault.sequencer(r.name);
+      return {
+        name: r.name,
+        origin: r.origin,
+        region: r.region,
+        kind: r.kind,
+        verifierKey: s.verifierKey,
+        size: s.size,
+        pending: s.pendingEntries,
+        checkpointUrl: `/logs/${r.name}/checkpoint`,
+      };
+    }),
+  }));
+
+  app.get<{ Params: { log: string } }>('/logs/:log/checkpoint', { config: AUDITOR }, async (req, reply) => {
+    const s = vault.sequencer(req.params.log);
+    return reply.type('text/plain; charset=utf-8').header('Cache-Control', 'no-cache, max-age=0').send(s.checkpoint.text);
+  });
+
+  app.get<{ Params: { log: string; '*': string } }>('/logs/:log/tile/*', { config: AUDITOR }, async (req, reply) => {
+    const s = vault.sequencer(req.params.log);
+    let t: TileId;
+    try {
+      t = parseTilePath('tile/' + req.params['*']);
+    } catch (e) {
+      throw new CustodyError('NOT_FOUND', `Not a C2SP tile path: ${(e as Error).message}`);
+    }
+    const data = t.level === 'entries' ? await s.store.readBundle(t.index, t.width) : await s.store.readTile(t.level, t.index, t.width);
+    if (data === null) throw new CustodyError('NOT_FOUND', `Tile ${'tile/' + req.params['*']} does not exist (yet) in log "${s.name}".`);
+    return reply.type('application/octet-stream').header('Cache-Control', 'public, max-age=31536000, immutable').send(data);
+  });
+
+  app.get<{ Params: { log: string; index: string } }>('/v1/logs/:log/entries/:index', { config: AUDITOR }, async (req) => {
+    const s = vault.sequencer(req.params.log);
+    const index = parseIndex(req.params.index, 'index');
+    const cp = s.checkpoint;
+    if (index >= cp.size) {
+      throw new CustodyError('ENTRY_NOT_FOUND', `Log "${s.name}" has ${cp.size} integrated entries; entry ${index} does not exist yet.`);
+    }
+    const k = Math.floor(index / 256);
+    const width = Math.min(256, cp.size - k * 256);
+    const bundle = await s.store.readBundle(k, width);
+    if (!bundle) throw new CustodyError('STORAGE_CORRUPT', `The entry bundle holding entry ${index} of log "${s.name}" is missing from storage.`);
+    const entry = decodeBundle(bundle, width)[index - k * 256]!;
+    const parsed = parseEntry(entry);
+    const record = parsed.blob ? await s.store.readBlob(parsed.blob.sha256) : parsed.record!;
+    const leafHash = leafHashOf(entry);
+    const proof = proveInclusion(index, cp.size, s.nodeReader(cp.size), nativeSha256);
+    const text = isUtf8(record);
+    return {
+      log: s.name,
+      index,
+      treeSize: cp.size,
+      leafHash: toBase64(leafHash),
+      envelope: {
+        origin: parsed.origin,
+        region: parsed.region,
+        source: parsed.source,
+        producer: parsed.producer,
+        received: parsed.received,
+        salt: parsed.salt.toString('base64'),
+        blob: parsed.blob,
+      },
+      record: text ? record.toString('utf8') : record.toString('base64'),
+      recordEncoding: text ? 'utf8' : 'base64',
+      entry: Buffer.from(entry).toString('base64'),
+      inclusionProof: proof.map(toBase64),
+      checkpoint: cp.text,
+      proofFile: formatProofFile({ index, proof, checkpoint: cp.text }),
+    };
+  });
+
+  app.get<{ Params: { log: string }; Querystring: { from?: string; to?: string } }>('/v1/logs/:log/proofs/consistency', { config: AUDITOR }, async (req) => {
+    const s = vault.sequencer(req.params.log);
+    const cp = s.checkpoint;
+    const from = parseIndex(req.query.from, 'from');
+    const to = req.query.to === undefined ? cp.size : parseIndex(req.query.to, 'to');
+    if (from > to || to > cp.size) {
+      throw new CustodyError('BAD_REQUEST', `Need 0 ≤ from ≤ to ≤ ${cp.size} (the current size of log "${s.name}"); got from=${from} to=${to}.`);
+    }
+    const reader = s.nodeReader(cp.size);
+    try {
+      const sub = s.nodeReader(to);
+      return {
+        log: s.name,
+        from,
+        to,
+        fromRoot: toBase64(treeRoot(from, reader, nativeSha256)),
+        toRoot: toBase64(treeRoot(to, reader, nativeSha256)),
+        proof: proveConsistency(from, to, sub, nativeSha256).map(toBase64),
+        checkpoint: to === cp.size ? cp.text : undefined,
+      };
+    } catch (e) {
+      if (e instanceof VerifyError) throw new CustodyError('BAD_REQUEST', e.message);
+      throw e;
+    }
+  });
+
+  app.get<{ Params: { log: string }; Querystring: { index?: string; size?: string } }>('/v1/logs/:log/proofs/inclusion', { config: AUDITOR }, async (req) => {
+    const s = vault.sequencer(req.params.log);
+    const cp = s.checkpoint;
+    const index = parseIndex(req.query.index, 'index');
+    const size = req.query.size === undefined ? cp.size : parseIndex(req.query.size, 'size');
+    if (index >= size || size > cp.size) {
+      throw new CustodyError('BAD_REQUEST', `Need index < size ≤ ${cp.size} (the current size of log "${s.name}"); got index=${index} size=${size}.`);
+    }
+    const reader = s.nodeReader(cp.size);
+    return {
+      log: s.name,
+      index,
+      size,
+      root: toBase64(treeRoot(size, reader, nativeSha256)),
+      proof: proveInclusion(index, size, s.nodeReader(size), nativeSha256).map(toBase64),
+      checkpoint: size === cp.size ? cp.text : undefined,
+    };
+  });
+}

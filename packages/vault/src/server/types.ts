@@ -1,0 +1,17 @@
+import type { PrincipalRow, Role } from '../storage/db.js';
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    principal: PrincipalRow | null;
+  }
+  interface FastifyContextConfig {
+    /** Roles allowed on this route. Absent on a non-public route = nobody. */
+    roles?: Role[];
+    /** Served without a token (health, readiness, metrics). */
+    public?: boolean;
+    /** A write to log data: always refused with 405 and recorded as a tamper attempt. */
+    tamper?: boolean;
+  }
+}
+
+export {};

@@ -1,0 +1,167 @@
+/**
+ * The embedded database (SQLite through better-sqlite3 v12): vault metadata, logs, the
+ * published state of each log (a second witness of the checkpoint, which catches a tree
+ * rolled back on disk) and principals. Tokens are stored only as SHA-256 hashes.
+ */
+import Database from 'better-sqlite3';
+import { CustodyError } from '../errors.js';
+
+export type Role = 'writer' | 'auditor' | 'admin';
+export const ROLES: readonly Role[] = ['writer', 'auditor', 'admin'];
+
+export interface LogRow {
+  name: string;
+  origin: string;
+  region: string;
+  kind: 'region' | 'audit';
+  createdAt: string;
+}
+
+export interface PrincipalRow {
+  id: string;
+  name: string;
+  role: Role;
+  /** Logs a writer may append to; null = every region log. */
+  logs: string[] | null;
+  createdAt: string;
+  createdBy: string;
+  revokedAt: string | null;
+  revokedBy: string | null;
+}
+
+interface PrincipalDbRow {
+  id: string;
+  name: string;
+  role: Role;
+  logs: string | null;
+  token_hash: Buffer;
+  created_at: string;
+  created_by: string;
+  revoked_at: string | null;
+  revoked_by: string | null;
+}
+
+const MIGRATIONS = [
+  `CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+   CREATE TABLE logs (name TEXT PRIMARY KEY, origin TEXT NOT NULL UNIQUE, region TEXT NOT NULL,
+     kind TEXT NOT NULL CHECK (kind IN ('region','audit')), created_at TEXT NOT NULL);
+   CREATE TABLE log_state (log TEXT PRIMARY KEY REFERENCES logs(name), size INTEGER NOT NULL,
+     checkpoint TEXT NOT NULL, updated_at TEXT NOT NULL);
+   CREATE TABLE principals (id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE,
+     role TEXT NOT NULL CHECK (role IN ('writer','auditor','admin')), logs TEXT,
+     token_hash BLOB NOT NULL UNIQUE, created_at TEXT NOT NULL, created_by TEXT NOT NULL,
+     revoked_at TEXT, revoked_by TEXT);`,
+];
+
+function toPrincipal(r: PrincipalDbRow): PrincipalRow {
+  return {
+    id: r.id,
+    name: r.name,
+    role: r.role,
+    logs: r.logs === null ? null : (JSON.parse(r.logs) as string[]),
+    createdAt: r.created_at,
+    createdBy: r.created_by,
+    revokedAt: r.revoked_at,
+    revokedBy: r.revoked_by,
+  };
+}
+
+export class VaultDb {
+  private readonly db: Database.Database;
+
+  constructor(path: string) {
+    try {
+      this.db = new Database(path);
+    } catch (e) {
+      throw new CustodyError('CONFIG', `Cannot open the vault database ${path}: ${(e as Error).message}.`);
+    }
+    this.db.pragma('journal_mode = WAL');
+    this.db.pragma('synchronous = FULL');
+    this.db.pragma('foreign_keys = ON');
+    this.db.pragma('busy_timeout = 5000');
+    this.migrate();
+  }
+
+  private migrate(): void {
+    const version = this.db.pragma('user_version', { simple: true }) as number;
+    for (let v = version; v < MIGRATIONS.length; v++) {
+      this.db.transaction(() => {
+        this.db.exec(MIGRATIONS[v]!);
+        this.db.pragma(`user_version = ${v + 1}`);
+      })();
+    }
+  }
+
+  /** Changes whenever another connection commits (PRAGMA data_version). */
+  dataVersion(): number {
+    return this.db.pragma('data_version', { simple: true }) as number;
+  }
+
+  close(): void {
+    this.db.close();
+  }
+
+  getMeta(key: string): string | undefined {
+    const r = this.db.prepare('SELECT value FROM meta WHERE key = ?').get(key) as { value: string } | undefined;
+    return r?.value;
+  }
+
+  setMeta(key: string, value: string): void {
+    this.db.prepare('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value').run(key, value);
+  }
+
+  addLog(row: LogRow): void {
+    this.db.prepare('INSERT INTO logs (name, origin, region, kind, created_at) VALUES (?, ?, ?, ?, ?)').run(row.name, row.origin, row.region, row.kind, row.createdAt);
+  }
+
+  listLogs(): LogRow[] {
+    return (this.db.prepare('SELECT name, origin, region, kind, created_at AS createdAt FROM logs ORDER BY kind DESC, name').all() as LogRow[]);
+  }
+
+  getLogState(log: string): { size: number; checkpoint: string } | undefined {
+    return this.db.prepare('SELECT size, checkpoint FROM log_state WHERE log = ?').get(log) as { size: number; checkpoint: string } | undefined;
+  }
+
+  setLogState(log: string, size: number, checkpoint: string): void {
+    this.db
+      .prepare(`INSERT INTO log_state (log, size, checkpoint, updated_at) VALUES (?, ?, ?, ?)
+                ON CONFLICT(log) DO UPDATE SET size = excluded.size, checkpoint = excluded.checkpoint, updated_at = excluded.updated_at`)
+      .run(log, size, checkpoint, new Date().toISOString());
+  }
+
+  addPrincipal(p: Omit<PrincipalRow, 'revokedAt' | 'revokedBy'>, tokenHash: Buffer): void {
+    try {
+      this.db
+        .prepare('INSERT INTO principals (id, name, role, logs, token_hash, created_at, created_by) VALUES (?, ?, ?, ?, ?, ?, ?)')
+        .run(p.id, p.name, p.role, p.logs === null ? null : JSON.stringify(p.logs), tokenHash, p.createdAt, p.createdBy);
+    } catch (e) {
+      if ((e as { code?: string }).code === 'SQLITE_CONSTRAINT_UNIQUE') {
+        throw new CustodyError('PRINCIPAL_EXISTS', `A principal named "${p.name}" already exists; choose another name.`);
+      }
+      throw e;
+    }
+  }
+
+  listPrincipals(): PrincipalRow[] {
+    return (this.db.prepare('SELECT * FROM principals ORDER BY created_at, name').all() as PrincipalDbRow[]).map(toPrincipal);
+  }
+
+  /** Every principal with its token hash, for the in-memory authenticator. */
+  principalsWithHashes(): Array<{ principal: PrincipalRow; tokenHash: Buffer }> {
+    return (this.db.prepare('SELECT * FROM principals').all() as PrincipalDbRow[]).map((r) => ({ principal: toPrincipal(r), tokenHash: r.token_hash }));
+  }
+
+  getPrincipal(idOrName: string): PrincipalRow | undefined {
+    const r = this.db.prepare('SELECT * FROM principals WHERE id = ? OR name = ?').get(idOrName, idOrName) as PrincipalDbRow | undefined;
+    return r && toPrincipal(r);
+  }
+
+  revokePrincipal(id: string, by: string): PrincipalRow {
+    const p = this.getPrincipal(id);
+    if (!p) throw new CustodyError('PRINCIPAL_NOT_FOUND', `No principal "${id}": list them with \`custody token list\`.`);
+    if (!p.revokedAt) {
+      this.db.prepare('UPDATE principals SET revoked_at = ?, revoked_by = ? WHERE id = ?').run(new Date().toISOString(), by, p.id);
+    }
+    return this.getPrincipal(p.id)!;
+  }
+}

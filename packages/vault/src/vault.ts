@@ -1,0 +1,249 @@
+/**
+ * A vault on its data directory: configuration, keyring, database, one sequencer per log,
+ * the authenticator and the vault's own audit log.
+ *
+ *   <data>/vault.json          vault id, origin prefix, regions
+ *   <data>/keyring.json        keys (0600) — see crypto/keyring.ts
+ *   <data>/custody.db          SQLite — see storage/db.ts
+ *   <data>/logs/<log>/         tree, blobs and journal of each log — see storage/posix.ts
+ *   <data>/initial-tokens.txt  the first admin, writer and auditor tokens (0600, first start)
+ */
+import { existsSync, mkdirSync, readFileSync, chmodSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import type { Logger } from 'pino';
+import { Ed25519NoteSigner } from '@custody/verify';
+import { CustodyError } from './errors.js';
+import { Keyring } from './crypto/keyring.js';
+import { nativeSha256 } from './crypto/sha256.js';
+import { VaultDb, type LogRow, type PrincipalRow } from './storage/db.js';
+import { writeFileAtomicSync } from './storage/atomic.js';
+import { LogSequencer, type PublishedCheckpoint } from './sequencer/log-sequencer.js';
+import { Authenticator, createPrincipal } from './auth/tokens.js';
+import { buildEnvelopes, envelopePrefix, inlineLimit, checkField, MAX_RECORD_SIZE } from './log/entry.js';
+
+export const AUDIT_LOG = 'audit';
+const REGION_RE = /^[a-z0-9][a-z0-9-]{0,62}$/;
+
+export interface VaultConfig {
+  version: 1;
+  vaultId: string;
+  prefix: string;
+  regions: string[];
+  createdAt: string;
+}
+
+export interface InitOptions {
+  prefix?: string;
+  regions?: string[];
+}
+
+export interface InitResult {
+  config: VaultConfig;
+  logs: Array<{ name: string; origin: string; verifierKey: string }>;
+  tokensFile: string;
+  tokens: Array<{ role: string; name: string; token: string }>;
+}
+
+export interface VaultOptions {
+  logger: Logger;
+  checkpointIntervalMs?: number;
+  maxPendingEntries?: number;
+  onPublish?: (log: string, cp: PublishedCheckpoint, stats: { entries: number; ms: number }) => void;
+}
+
+export interface AppendMeta {
+  source: string;
+  producer: string;
+}
+
+export function resolveDataDir(dir?: string): string {
+  return resolve(dir ?? process.env.CUSTODY_DATA ?? './custody-data');
+}
+
+export function isInitialised(dataDir: string): boolean {
+  return existsSync(join(dataDir, 'vault.json'));
+}
+
+export function readConfig(dataDir: string): VaultConfig {
+  const p = join(dataDir, 'vault.json');
+  if (!existsSync(p)) {
+    throw new CustodyError('CONFIG', `${dataDir} is not a Custody data directory (no vault.json). Run \`custody init --data ${dataDir}\` or start the server once.`);
+  }
+  const c = JSON.parse(readFileSync(p, 'utf8')) as VaultConfig;
+  if (c.version !== 1 || !Array.isArray(c.regions)) throw new CustodyError('CONFIG', `${p} has an unknown format.`);
+  return c;
+}
+
+/**
+ * Creates a new vault: config, keyring with a key set per log, database, and the first admin,
+ * writer and auditor, whose tokens go to a 0600 file (printed nowhere else).
+ */
+export function initVault(dataDir: string, opts: InitOptions = {}): InitResult {
+  if (isInitialised(dataDir)) throw new CustodyError('CONFIG', `${dataDir} already holds a vault; it is never initialised twice.`);
+  const regions = opts.regions && opts.regions.length > 0 ? opts.regions : ['local'];
+  for (const r of regions) {
+    if (!REGION_RE.test(r) || r === AUDIT_LOG) throw new CustodyError('CONFIG', `Region name "${r}" is not allowed: use lower-case letters, digits and dashes (and not "${AUDIT_LOG}").`);
+  }
+  const vaultId = randomBytes(4).toString('hex');
+  const prefix = opts.prefix ?? `custody-${vaultId}`;
+  checkField('origin prefix', prefix);
+  mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+  chmodSync(dataDir, 0o700);
+  const config: VaultConfig = { version: 1, vaultId, prefix, regions, createdAt: new Date().toISOString() };
+  const keyring = existsSync(join(dataDir, 'keyring.json')) ? Keyring.load(join(dataDir, 'keyring.json')) : Keyring.create(join(dataDir, 'keyring.json'));
+  const db = new VaultDb(join(dataDir, 'custody.db'));
+  try {
+    const rows: LogRow[] = [
+      ...regions.map((r) => ({ name: r, origin: `${prefix}/${r}`, region: r, kind: 'region' as const, createdAt: config.createdAt })),
+      { name: AUDIT_LOG, origin: `${prefix}/${AUDIT_LOG}`, region: regions[0]!, kind: 'audit' as const, createdAt: config.createdAt },
+    ];
+    for (const row of rows) {
+      if (!keyring.has(row.name)) keyring.addLog(row.name);
+      db.addLog(row);
+    }
+    const tokens = (['admin', 'writer', 'auditor'] as const).map((role) => {
+      const { principal, token } = createPrincipal(db, { name: `initial-${role}`, role, createdBy: 'custody init' }, regions);
+      return { role, name: principal.name, token };
+    });
+    const tokensFile = join(dataDir, 'initial-tokens.txt');
+    writeFileAtomicSync(
+      tokensFile,
+      [
+        '# The first Custody tokens. Each is shown only here; the vault keeps only their hashes.',
+        '# Move them into your secret store, then delete this file.',
+        ...tokens.map((t) => `${t.role.toUpperCase()}_TOKEN=${t.token}`),
+        '',
+      ].join('\n'),
+      0o600,
+    );
+    // Written last: a data dir is a vault only once everything above exists.
+    writeFileAtomicSync(join(dataDir, 'vault.json'), JSON.stringify(config, null, 2) + '\n', 0o600);
+    const logs = rows.map((r) => ({ name: r.name, origin: r.origin, verifierKey: new Ed25519NoteSigner(r.origin, keyring.forLog(r.name).signingSeed).verifierKey }));
+    return { config, logs, tokensFile, tokens };
+  } finally {
+    db.close();
+  }
+}
+
+export class Vault {
+  readonly logs = new Map<string, LogSequencer>();
+  readonly auth: Authenticator;
+  private closing = false;
+
+  private constructor(
+    readonly dataDir: string,
+    readonly config: VaultConfig,
+    readonly db: VaultDb,
+    readonly keyring: Keyring,
+    readonly logRows: LogRow[],
+    private readonly log: Logger,
+  ) {
+    this.auth = new Authenticator(db);
+  }
+
+  static async open(dataDir: string, opts: VaultOptions): Promise<Vault> {
+    const config = readConfig(dataDir);
+    const keyring = Keyring.load(join(dataDir, 'keyring.json'));
+    const db = new VaultDb(join(dataDir, 'custody.db'));
+    const v = new Vault(dataDir, config, db, keyring, db.listLogs(), opts.logger);
+    try {
+      for (const row of v.logRows) {
+        const seq = await LogSequencer.open({
+          name: row.name,
+          origin: row.origin,
+          dir: join(dataDir, 'logs', row.name),
+          keys: keyring.forLog(row.name),
+          db,
+          hash: nativeSha256,
+          logger: opts.logger,
+          checkpointIntervalMs: opts.checkpointIntervalMs,
+          maxPendingEntries: opts.maxPendingEntries,
+          onPublish: opts.onPublish,
+        });
+        v.logs.set(row.name, seq);
+      }
+    } catch (e) {
+      await v.close();
+      throw e;
+    }
+    return v;
+  }
+
+  /** The sequencer of a log, or LOG_NOT_FOUND. */
+  sequencer(name: string): LogSequencer {
+    const s = this.logs.get(name);
+    if (!s) throw new CustodyError('LOG_NOT_FOUND', `There is no log "${name}". GET /v1/logs lists them.`);
+    return s;
+  }
+
+  logRow(name: string): LogRow {
+    const r = this.logRows.find((l) => l.name === name);
+    if (!r) throw new CustodyError('LOG_NOT_FOUND', `There is no log "${name}". GET /v1/logs lists them.`);
+    return r;
+  }
+
+  regionLogs(): string[] {
+    return this.logRows.filter((r) => r.kind === 'region').map((r) => r.name);
+  }
+
+  /**
+   * Wraps records in envelopes and appends them; resolves when they are durable. Records
+   * too large for one entry are stored first as sealed blobs, referenced from their entry.
+   */
+  async append(logName: string, records: Buffer[], meta: AppendMeta): Promise<{ first: number; count: number; received: string; entries: Buffer[] }> {
+    const seq = this.sequencer(logName);
+    const row = this.logRow(logName);
+    const received = new Date().toISOString();
+    const prefix = envelopePrefix({ origin: row.origin, region: row.region, source: meta.source, producer: meta.producer, received });
+    const limit = inlineLimit(prefix);
+    let blobs: Array<{ sha256: string; size: number } | undefined> | undefined;
+    for (let i = 0; i < records.length; i++) {
+      const r = records[i]!;
+      if (r.length > MAX_RECORD_SIZE) throw new CustodyError('RECORD_TOO_LARGE', `Record ${i + 1} is ${r.length} bytes; the limit is ${MAX_RECORD_SIZE} bytes.`);
+      if (r.length > limit) {
+        blobs ??= [];
+        blobs[i] = { sha256: await seq.store.writeBlob(r), size: r.length };
+      }
+    }
+    const entries = buildEnvelopes(prefix, records, blobs);
+    const { first, count } = await seq.add(entries);
+    return { first, count, received, entries };
+  }
+
+  /** Appends one event to the vault's own audit log (durable before it resolves). */
+  async audit(event: Record<string, unknown>): Promise<void> {
+    if (this.closing) return;
+    const rec = Buffer.from(JSON.stringify({ time: new Date().toISOString(), ...event }));
+    try {
+      await this.append(AUDIT_LOG, [rec], { source: 'custody.audit', producer: 'custody' });
+    } catch (e) {
+      this.log.error({ err: e, event: event['type'] }, 'could not append to the audit log');
+      throw e;
+    }
+  }
+
+  createPrincipal(p: { name: string; role: PrincipalRow['role']; logs?: string[] | null; createdBy: string }): { principal: PrincipalRow; token: string } {
+    const r = createPrincipal(this.db, p, this.regionLogs());
+    this.auth.reload();
+    return r;
+  }
+
+  revokePrincipal(id: string, by: string): PrincipalRow {
+    const r = this.db.revokePrincipal(id, by);
+    this.auth.reload();
+    return r;
+  }
+
+  async close(): Promise<void> {
+    this.closing = true;
+    for (const s of this.logs.values()) {
+      try {
+        await s.close();
+      } catch (e) {
+        this.log.error({ err: e, log: s.name }, 'closing log failed');
+      }
+    }
+    this.db.close();
+  }
+}
