@@ -2,7 +2,7 @@
  * The HTTP API: one Fastify plugin per area, each with its own parsers and limits.
  * docs/API.md lists the routes, the role that may call each, and the error codes.
  */
-import Fastify, { LogController, type FastifyInstance } from 'fastify';
+import Fastify, { LogController, type FastifyInstance, type FastifyRequest, type FastifyReply } from 'fastify';
 import type { Logger } from 'pino';
 import './types.js';
 import { CustodyError } from '../errors.js';
@@ -48,16 +48,7 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
     }
   });
 
-  // No API edits or deletes a record. Any attempt is refused and recorded (ARCHITECTURE.md, Roles).
-  const tamper = async (req: import('fastify').FastifyRequest, reply: import('fastify').FastifyReply) => {
-    await vault.audit({ type: 'tamper.attempt', kind: 'modify-log-data', ...auditContext(req) }).catch(() => undefined);
-    reply.header('Allow', req.url.startsWith('/v1/logs/') && /\/entries\/?(\?|$)/.test(req.url) ? 'POST' : 'GET');
-    return sendError(reply, new CustodyError('METHOD_NOT_ALLOWED', `Records in Custody cannot be changed or deleted; ${req.method} is refused and the attempt was recorded.`));
-  };
-  for (const url of ['/logs/*', '/v1/logs/*', '/v1/logs']) {
-    app.route({ method: ['DELETE', 'PUT', 'PATCH'], url, config: { tamper: true }, handler: tamper });
-  }
-  app.route({ method: ['POST'], url: '/logs/*', config: { tamper: true }, handler: tamper });
+  await app.register(tamperRoutes, { vault });
 
   app.get('/v1/whoami', { config: { roles: ['writer', 'auditor', 'admin'] } }, async (req) => ({
     id: req.principal!.id,
@@ -71,6 +62,29 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
   await app.register(principalRoutes, { vault });
   await app.register(entryRoutes, { vault, metrics });
   return app;
+}
+
+/**
+ * No API edits or deletes a record. Any attempt (PUT/PATCH/DELETE on log data, a POST into the
+ * read tree) is refused with 405 and recorded (ARCHITECTURE.md, Roles) — whatever the body or
+ * its content type, which are never parsed here.
+ */
+async function tamperRoutes(app: FastifyInstance, opts: { vault: Vault }): Promise<void> {
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser('*', (_req, payload, done) => {
+    payload.resume(); // drain and ignore
+    payload.on('end', () => done(null, undefined));
+    payload.on('error', () => done(null, undefined));
+  });
+  const tamper = async (req: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> => {
+    await opts.vault.audit({ type: 'tamper.attempt', kind: 'modify-log-data', ...auditContext(req) }).catch(() => undefined);
+    reply.header('Allow', /^\/v1\/logs\/[^/]+\/entries\/?$/.test(req.url.split('?')[0]!) ? 'POST' : 'GET');
+    return sendError(reply, new CustodyError('METHOD_NOT_ALLOWED', `Records in Custody cannot be changed or deleted; ${req.method} is refused and the attempt was recorded.`));
+  };
+  for (const url of ['/logs/*', '/v1/logs/*', '/v1/logs']) {
+    app.route({ method: ['DELETE', 'PUT', 'PATCH'], url, config: { tamper: true }, bodyLimit: 1024 * 1024 * 1024, handler: tamper });
+  }
+  app.route({ method: ['POST'], url: '/logs/*', config: { tamper: true }, bodyLimit: 1024 * 1024 * 1024, handler: tamper });
 }
 
 export { Metrics };

@@ -12,6 +12,7 @@ import { parseBatch, MAX_BODY_BYTES } from '../ingest/batch.js';
 import { checkField } from '../log/entry.js';
 import { nativeSha256 } from '../crypto/sha256.js';
 import { leafHashOf } from './read.js';
+import { auditContext } from './auth.js';
 import type { Metrics } from './health.js';
 
 const SOURCE_RE = /^[a-z0-9][a-z0-9._:-]{0,63}$/;
@@ -29,6 +30,7 @@ export async function entryRoutes(app: FastifyInstance, opts: { vault: Vault; me
       const log = req.params.log;
       const row = vault.logRow(log);
       if (row.kind !== 'region' || (principal.logs !== null && !principal.logs.includes(log))) {
+        await vault.audit({ type: 'request.refused', kind: row.kind === 'audit' ? 'write-audit-log' : 'writer-out-of-scope', ...auditContext(req) }).catch(() => undefined);
         throw new CustodyError('FORBIDDEN', `Writer "${principal.name}" may not append to log "${log}"; it may append to: ${(principal.logs ?? vault.regionLogs()).join(', ')}.`);
       }
       const source = req.query.source ?? 'json';

@@ -1,0 +1,57 @@
+/**
+ * An in-process vault for API tests: a fresh data directory, the real storage, sequencer and
+ * Fastify app, driven with `app.inject` (no sockets). For process-level tests (kill -9,
+ * tlogcheck over HTTP) see support/server.ts.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pino } from 'pino';
+import type { FastifyInstance } from 'fastify';
+import { initVault, Vault } from '../../src/vault.js';
+import { buildServer } from '../../src/server/index.js';
+
+export interface InProcVault {
+  dataDir: string;
+  vault: Vault;
+  app: FastifyInstance;
+  tokens: { admin: string; writer: string; auditor: string };
+  close(): Promise<void>;
+}
+
+export async function startInProc(opts: { checkpointIntervalMs?: number; regions?: string[] } = {}): Promise<InProcVault> {
+  const dataDir = mkdtempSync(join(tmpdir(), 'custody-test-'));
+  const init = initVault(dataDir, { regions: opts.regions });
+  const tok = (role: string): string => init.tokens.find((t) => t.role === role)!.token;
+  const logger = pino({ level: 'silent' });
+  const vault = await Vault.open(dataDir, { logger, checkpointIntervalMs: opts.checkpointIntervalMs ?? 20 });
+  const app = await buildServer({ vault, logger });
+  await app.ready();
+  return {
+    dataDir,
+    vault,
+    app,
+    tokens: { admin: tok('admin'), writer: tok('writer'), auditor: tok('auditor') },
+    async close() {
+      await app.close();
+      await vault.close();
+      rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+}
+
+export function bearer(token: string): Record<string, string> {
+  return { authorization: `Bearer ${token}` };
+}
+
+/** Auditor reads of the audit log: the JSON records, oldest first. */
+export async function auditRecords(v: InProcVault): Promise<Array<Record<string, unknown>>> {
+  const seq = v.vault.sequencer('audit');
+  await seq.waitForCheckpoint(seq.sequencedSize);
+  const out: Array<Record<string, unknown>> = [];
+  for (let i = 0; i < seq.size; i++) {
+    const r = await v.app.inject({ method: 'GET', url: `/v1/logs/audit/entries/${i}`, headers: bearer(v.tokens.auditor) });
+    out.push(JSON.parse(r.json<{ record: string }>().record) as Record<string, unknown>);
+  }
+  return out;
+}
