@@ -66,7 +66,7 @@ function iso(r: Rand): string {
 }
 
 function identity(r: Rand, account: string): Record<string, unknown> {
-  if (r() < 0.7) {
+  if (r() < 0.8) {
     const user = pick(r, USERS);
     return {
       type: 'IAMUser',
@@ -120,10 +120,10 @@ const KINDS: Kind[] = [
     name: 'GetObject',
     readOnly: true,
     data: true,
-    params: (r) => ({ bucketName: `acme-${pick(r, ['logs', 'data', 'backups'])}-${hex(r, 6)}`, Host: 'acme-data.s3.us-east-1.amazonaws.com', key: `year=2025/month=03/day=14/part-${hex(r, 8)}.parquet` }),
+    params: (r) => ({ bucketName: `acme-${pick(r, ['logs', 'data', 'backups'])}-${hex(r, 6)}`, Host: 'acme-data.s3.us-east-1.amazonaws.com', key: `2025/03/14/part-${hex(r, 8)}.parquet` }),
     extra: (r, a) => ({
       additionalEventData: { SignatureVersion: 'SigV4', CipherSuite: pick(r, CIPHERS), bytesTransferredIn: 0, AuthenticationMethod: 'AuthHeader', 'x-amz-id-2': upperAlnum(r, 24), bytesTransferredOut: Math.floor(r() * 9_000_000) },
-      resources: [{ type: 'AWS::S3::Object', ARN: `arn:aws:s3:::acme-data/part-${hex(r, 8)}.parquet` }, { accountId: a, type: 'AWS::S3::Bucket', ARN: 'arn:aws:s3:::acme-data' }],
+      resources: [{ accountId: a, type: 'AWS::S3::Bucket', ARN: 'arn:aws:s3:::acme-data' }],
     }),
   },
   {
@@ -166,7 +166,7 @@ const KINDS: Kind[] = [
     readOnly: false,
     params: () => null,
     response: () => ({ ConsoleLogin: 'Success' }),
-    extra: (r) => ({ additionalEventData: { LoginTo: 'https://console.aws.amazon.com/console/home?state=hashArgs%23&isauthcode=true', MobileVersion: 'No', MFAUsed: r() < 0.8 ? 'Yes' : 'No' } }),
+    extra: (r) => ({ additionalEventData: { LoginTo: 'https://console.aws.amazon.com/console/home', MobileVersion: 'No', MFAUsed: r() < 0.8 ? 'Yes' : 'No' } }),
   },
   {
     source: 'lambda.amazonaws.com',
@@ -212,7 +212,6 @@ export function makeRecord(r: Rand): string {
     eventCategory: kind.data ? 'Data' : 'Management',
     tlsDetails: { tlsVersion: pick(r, ['TLSv1.3', 'TLSv1.2']), cipherSuite: pick(r, CIPHERS), clientProvidedHostHeader: `${kind.source.split('.')[0]}.${region}.amazonaws.com` },
   };
-  if (r() < 0.3) rec['sessionCredentialFromConsole'] = 'true';
   return JSON.stringify(rec);
 }
 

@@ -40,7 +40,7 @@ export function registerAuth(app: FastifyInstance, vault: Vault): void {
     const cfg = req.routeOptions.config ?? {};
     const token = bearerToken(req);
     if (token) req.principal = vault.auth.authenticate(token);
-    if (cfg.public || cfg.tamper) return;
+    if (cfg.public || cfg.tamper || req.is404) return; // unknown routes get a plain 404
     if (!req.principal) {
       const revoked = token !== null && vault.auth.isRevoked(token);
       const reason = token === null ? 'no token' : revoked ? 'revoked token' : 'unknown token';
@@ -57,7 +57,6 @@ export function registerAuth(app: FastifyInstance, vault: Vault): void {
         ),
       );
     }
-    if (req.is404) return; // unknown route: authenticated callers get a plain 404
     const roles = cfg.roles ?? [];
     if (!roles.includes(req.principal.role)) {
       const kind = refusalKind(req.principal.role, req.method);
