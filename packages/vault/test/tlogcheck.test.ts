@@ -17,6 +17,7 @@ import {
   goTool,
   logInfo,
   makeTempDir,
+  sleep,
   startServer,
   tlogcheck,
   verifyJson,
@@ -284,5 +285,37 @@ describe('Go reference verifier (tlogcheck) on a server-written log of 72,000 en
     assert.deepEqual(all.json.logs.map((l) => [l.log, l.ok]).sort(), [['audit', true], ['local', true]]);
     const go = await tlogcheck(server, 'local', local.verifierKey, ['-old', midwayFile]);
     assert.equal(go.code, 0, go.stderr);
+  });
+
+  test('tlogcheck -full and custody verify pass on the live log while writers keep appending', async () => {
+    const startSize = (await logInfo(server, 'local')).size;
+    let stop = false;
+    let written = 0;
+    const writer = async (w: number): Promise<void> => {
+      for (let b = 0; !stop; b++) {
+        // 200-line batches: full tiles complete (and their partials are deleted) while the readers read
+        const lines = Array.from({ length: 200 }, (_, i) => JSON.stringify({ live: true, w, b, i, pad: 'p'.repeat(200) }));
+        const r = await appendNdjson(server.url, server.tokens.writer, lines);
+        written += r.count;
+        await sleep(20); // steady traffic, not a saturated machine
+      }
+    };
+    const writers = [writer(0), writer(1)];
+    try {
+      await waitForCheckpoint(server, 'local', startSize + 2_000);
+      const [go, ours] = await Promise.all([
+        tlogcheck(server, 'local', local.verifierKey, ['-full', '-old', midwayFile]),
+        verifyJson(['--url', server.url, '--token', server.tokens.auditor, '--log', 'local', '--full', '--trust-file', join(work, 'live-trust.json')]),
+      ]);
+      assert.equal(go.code, 0, `tlogcheck on the live log:\n${go.stdout}\n${go.stderr}`);
+      const m = OK_RE.exec(go.stdout);
+      assert.ok(m && Number(m[2]) > startSize, go.stdout);
+      assert.equal(ours.code, 0, JSON.stringify(ours.json, null, 2));
+      assert.ok(ours.json.logs[0]!.size > startSize);
+    } finally {
+      stop = true;
+      await Promise.all(writers);
+    }
+    assert.ok(written > 2_000);
   });
 });

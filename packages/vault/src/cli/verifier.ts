@@ -158,22 +158,22 @@ export async function verifyLog(source: LogSource, info: LogInfo, opts: VerifyOp
   }
 
   const h = opts.hash;
-  const tileCache = new Map<string, Uint8Array>();
-  const getTile = async (level: number, index: number, width: number): Promise<Uint8Array | null> => {
+  // One fetch per tile, shared by the prefetch and the comparison; a failure is reported once.
+  const tileCache = new Map<string, Promise<Uint8Array | null>>();
+  const getTile = (level: number, index: number, width: number): Promise<Uint8Array | null> => {
     const k = `${level}/${index}/${width}`;
-    const hit = tileCache.get(k);
-    if (hit) return hit;
-    try {
-      const t = await source.tile(info.name, level, index, width);
-      tileCache.set(k, t);
-      return t;
-    } catch (e) {
-      if (e instanceof SourceError) {
-        problems.add(e.kind === 'missing' ? 'TILE_MISSING' : 'SOURCE_UNAVAILABLE', tilePath({ level, index, width }), e.message);
-        return null;
-      }
-      throw e;
+    let p = tileCache.get(k);
+    if (!p) {
+      p = source.tile(info.name, level, index, width).catch((e: unknown) => {
+        if (e instanceof SourceError) {
+          problems.add(e.kind === 'missing' ? 'TILE_MISSING' : 'SOURCE_UNAVAILABLE', tilePath({ level, index, width }), e.message);
+          return null;
+        }
+        throw e;
+      });
+      tileCache.set(k, p);
     }
+    return p;
   };
 
   // Where to start: the trusted checkpoint (resume), or zero.
@@ -216,7 +216,7 @@ export async function verifyLog(source: LogSource, info: LogInfo, opts: VerifyOp
       const first = t.level === 0 ? ` (entry ${t.index * TILE + pos})` : '';
       problems.add('TILE_MISMATCH', tilePath(t), `Stored tile ${tilePath(t)} differs from the tree recomputed from the entries at hash ${pos}${first}${stored.length !== t.data.length ? `; it has ${stored.length} bytes instead of ${t.data.length}` : ''}.`);
     }
-    tileCache.delete(`${t.level}/${t.index}/${t.width}`);
+    tileCache.delete(`${t.level}/${t.index}/${t.width}`); // compared once; free the memory
   };
 
   const firstBundle = Math.floor(M / TILE);

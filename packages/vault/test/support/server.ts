@@ -49,7 +49,7 @@ function emergencyCleanup(): void {
   liveProcs.clear();
   for (const d of tempDirs) {
     try {
-      rmSync(d, { recursive: true, force: true });
+      rmSync(d, { recursive: true, force: true, maxRetries: 5, retryDelay: 50 });
     } catch {
       /* best effort */
     }
@@ -205,7 +205,7 @@ export class ServerHandle {
 
   constructor(
     readonly dataDir: string,
-    private readonly opts: StartOptions,
+    private opts: StartOptions,
   ) {}
 
   get running(): boolean {
@@ -234,6 +234,12 @@ export class ServerHandle {
     const proc = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env });
     liveProcs.add(proc);
     proc.once('exit', () => liveProcs.delete(proc));
+    // A running server never keeps the test process alive: if a test forgets to stop it, the
+    // process still ends, and the 'exit' hook above kills the server. (Waiting on it below
+    // always holds a timer, which does keep the process alive for that long.)
+    proc.unref();
+    (proc.stdout as unknown as { unref(): void }).unref();
+    (proc.stderr as unknown as { unref(): void }).unref();
     this.proc = proc;
     this.stdout = new Tail();
     this.stderr = new Tail();
@@ -277,7 +283,7 @@ export class ServerHandle {
 
   /** SIGTERM (clean shutdown), then waits for the exit. SIGKILLs after timeoutMs and throws. */
   async stop(timeoutMs = 60_000): Promise<ExitInfo> {
-    if (!this.running) return (this.lastExit = this.proc ? { code: this.proc.exitCode, signal: this.proc.signalCode } : null) ?? { code: null, signal: null };
+    if (!this.running) return { code: this.proc?.exitCode ?? null, signal: this.proc?.signalCode ?? null };
     const exited = waitExit(this.proc);
     this.proc.kill('SIGTERM');
     let timer: NodeJS.Timeout | undefined;
@@ -298,14 +304,43 @@ export class ServerHandle {
     if (!this.running) return { code: this.proc?.exitCode ?? null, signal: this.proc?.signalCode ?? null };
     const exited = waitExit(this.proc);
     this.proc.kill('SIGKILL');
-    this.lastExit = await exited;
+    const hold = setTimeout(() => undefined, 30_000); // keeps the event loop alive until the exit arrives
+    try {
+      this.lastExit = await exited;
+    } finally {
+      clearTimeout(hold);
+    }
     return this.lastExit;
   }
 
-  /** A new process on the same data directory (stops the current one cleanly if it still runs). */
-  async restart(): Promise<ServerHandle> {
+  /**
+   * Starts a process on this data directory and SIGKILLs it `afterMs` later, ready or not: a
+   * crash during startup/recovery. Resolves once it is gone; `wasReady` says whether it had
+   * started listening.
+   */
+  async startAndKill(afterMs: number): Promise<{ wasReady: boolean; exit: ExitInfo }> {
+    if (this.running) throw new Error('startAndKill: a server is already running on this handle');
+    let ready = false;
+    const launching = this.launch(this.port || undefined).then(
+      () => void (ready = true),
+      (e: unknown) => {
+        if (!(e instanceof ServerExitedError) || e.signal !== 'SIGKILL') throw e;
+      },
+    );
+    await sleep(afterMs);
+    const exit = await this.kill();
+    await launching;
+    return { wasReady: ready, exit };
+  }
+
+  /**
+   * A new process on the same data directory (stops the current one cleanly if it still runs),
+   * on the same port when it is free. `changes` override start options (e.g. the interval).
+   */
+  async restart(changes: Omit<StartOptions, 'dataDir'> = {}): Promise<ServerHandle> {
     if (this.running) await this.stop();
-    await this.launch(this.port || undefined);
+    this.opts = { ...this.opts, ...changes };
+    await this.launch(changes.port ?? (this.port || undefined));
     return this;
   }
 }
