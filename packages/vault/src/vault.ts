@@ -117,6 +117,12 @@ export function initVault(dataDir: string, opts: InitOptions = {}): InitResult {
       ].join('\n'),
       0o600,
     );
+    db.addPendingAudit({
+      type: 'vault.initialised',
+      prefix,
+      logs: rows.map((r) => ({ name: r.name, origin: r.origin, region: r.region, kind: r.kind })),
+      principals: tokens.map((t) => ({ name: t.name, role: t.role })),
+    });
     // Written last: a data dir is a vault only once everything above exists.
     writeFileAtomicSync(join(dataDir, 'vault.json'), JSON.stringify(config, null, 2) + '\n', 0o600);
     const logs = rows.map((r) => ({ name: r.name, origin: r.origin, verifierKey: new Ed25519NoteSigner(r.origin, keyring.forLog(r.name).signingSeed).verifierKey }));
@@ -130,6 +136,7 @@ export class Vault {
   readonly logs = new Map<string, LogSequencer>();
   readonly auth: Authenticator;
   private closing = false;
+  private auditTimer: NodeJS.Timeout | null = null;
 
   private constructor(
     readonly dataDir: string,
@@ -163,11 +170,22 @@ export class Vault {
         });
         v.logs.set(row.name, seq);
       }
+      await v.drainOfflineAudit();
     } catch (e) {
       await v.close();
       throw e;
     }
+    v.auditTimer = setInterval(() => void v.drainOfflineAudit().catch(() => undefined), 5_000);
+    v.auditTimer.unref();
     return v;
+  }
+
+  /** Appends admin actions taken offline on the data directory to the audit log. */
+  async drainOfflineAudit(): Promise<void> {
+    for (const { id, event } of this.db.pendingAudit()) {
+      await this.audit(event);
+      this.db.removePendingAudit(id);
+    }
   }
 
   /** The sequencer of a log, or LOG_NOT_FOUND. */
@@ -236,6 +254,7 @@ export class Vault {
   }
 
   async close(): Promise<void> {
+    if (this.auditTimer) clearInterval(this.auditTimer);
     this.closing = true;
     for (const s of this.logs.values()) {
       try {

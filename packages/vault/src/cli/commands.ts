@@ -45,7 +45,10 @@ export async function tokenCreate(o: ClientFlags & { data?: string; role: string
     const db = new VaultDb(join(dataDir, 'custody.db'));
     try {
       const regionLogs = db.listLogs().filter((l) => l.kind === 'region').map((l) => l.name);
-      result = createPrincipal(db, { name: o.name, role: o.role as Role, logs, createdBy: 'custody token create --data' }, regionLogs);
+      const created = createPrincipal(db, { name: o.name, role: o.role as Role, logs, createdBy: 'custody token create --data' }, regionLogs);
+      const p = created.principal;
+      db.addPendingAudit({ type: 'admin.principal.created', offline: true, target: { id: p.id, name: p.name, role: p.role, logs: p.logs }, principal: null, via: 'custody token create --data' });
+      result = created;
     } finally {
       db.close();
     }
@@ -84,6 +87,7 @@ export async function tokenRevoke(id: string, o: ClientFlags & { data?: string }
     const db = new VaultDb(join(resolve(o.data), 'custody.db'));
     try {
       principal = db.revokePrincipal(id, 'custody token revoke --data');
+      db.addPendingAudit({ type: 'admin.principal.revoked', offline: true, target: { id: principal.id, name: principal.name }, principal: null, via: 'custody token revoke --data' });
     } finally {
       db.close();
     }

@@ -51,6 +51,9 @@ const MIGRATIONS = [
      role TEXT NOT NULL CHECK (role IN ('writer','auditor','admin')), logs TEXT,
      token_hash BLOB NOT NULL UNIQUE, created_at TEXT NOT NULL, created_by TEXT NOT NULL,
      revoked_at TEXT, revoked_by TEXT);`,
+  // Admin actions taken offline (`custody token … --data`) wait here until the server appends
+  // them to the audit log.
+  `CREATE TABLE pending_audit (id INTEGER PRIMARY KEY AUTOINCREMENT, event TEXT NOT NULL);`,
 ];
 
 function toPrincipal(r: PrincipalDbRow): PrincipalRow {
@@ -108,6 +111,22 @@ export class VaultDb {
 
   setMeta(key: string, value: string): void {
     this.db.prepare('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value').run(key, value);
+  }
+
+  addPendingAudit(event: Record<string, unknown>): void {
+    this.db.prepare('INSERT INTO pending_audit (event) VALUES (?)').run(JSON.stringify({ time: new Date().toISOString(), ...event }));
+  }
+
+  /** Pending audit events, oldest first; `done(id)` removes one once it is in the audit log. */
+  pendingAudit(): Array<{ id: number; event: Record<string, unknown> }> {
+    return (this.db.prepare('SELECT id, event FROM pending_audit ORDER BY id').all() as Array<{ id: number; event: string }>).map((r) => ({
+      id: r.id,
+      event: JSON.parse(r.event) as Record<string, unknown>,
+    }));
+  }
+
+  removePendingAudit(id: number): void {
+    this.db.prepare('DELETE FROM pending_audit WHERE id = ?').run(id);
   }
 
   addLog(row: LogRow): void {
