@@ -1,0 +1,477 @@
+/**
+ * `npm run bench`: Custody's ingest and verification benchmark, with same-run baselines.
+ *
+ *   1. Custody ingest: a real `custody serve` child process; W concurrent keep-alive writers
+ *      POST pre-built NDJSON batches of CloudTrail-like records to /v1/logs/local/entries
+ *      (each answer means "durable"). Entries/s and MB/s over the measured window.
+ *   2. Baseline A: the same batches into a PostgreSQL hash chain (trigger, one transaction per
+ *      batch, same number of writers).
+ *   3. Baseline B: the same batches appended to one file with an fdatasync per batch.
+ *   4. ack → signed checkpoint latency (p50/p99), by polling the published checkpoint.
+ *   5. Peak RSS of the server process (VmHWM).
+ *   6. `custody verify --full` on the log just written, beside Go's `tlogcheck -full`.
+ *
+ * Options (flags, or the BENCH_* environment variables): see `--help`.
+ */
+import { mkdirSync, readdirSync, readFileSync, writeFileSync, copyFileSync } from 'node:fs';
+import { join, resolve, dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { makeBatch, type BatchTemplate } from './records.js';
+import { startServer, ingest, custodyVerify, goVerify, goTlogcheck, type ServerHandle, type IngestResult, type VerifyRun } from './custody.js';
+import { pgBaseline, findPgBin, type PgResult, type PgRecordType, type PgChainMode } from './pg.js';
+import { fileBaseline, type FileResult } from './file.js';
+import { installExitHandlers, runCleanups, tempDir, dropTempDir, procMemory, describeMachine, syncDisks, backgroundLoad, int, fixed } from './util.js';
+
+const here = dirname(fileURLToPath(import.meta.url)); // packages/vault/dist/bench
+const vaultDir = resolve(here, '..', '..');
+const repoRoot = resolve(vaultDir, '..', '..');
+const custodyBin = join(vaultDir, 'bin', 'custody.js');
+
+interface Options {
+  durationS: number;
+  warmupS: number;
+  baselineDurationS: number;
+  writers: number;
+  batch: number;
+  maxEntries: number;
+  pollMs: number;
+  rate: number;
+  pgRecord: PgRecordType;
+  pgChain: PgChainMode;
+  pgTune: boolean;
+  skipCustody: boolean;
+  skipPg: boolean;
+  skipFile: boolean;
+  skipVerify: boolean;
+  skipGo: boolean;
+  cpuProf: string | null;
+  instrument: boolean;
+  waitQuietS: number;
+  serverLog: string | null;
+  serverNodeArgs: string[];
+  json: boolean;
+  strict: boolean;
+}
+
+const HELP = `Usage: npm run bench -- [options]          (or node packages/vault/dist/bench/ingest.js)
+
+  --duration S            measured seconds of Custody ingest           (BENCH_DURATION, 20)
+  --warmup S              unmeasured seconds before each measurement    (BENCH_WARMUP, 3)
+  --baseline-duration S   measured seconds of each baseline             (BENCH_BASELINE_DURATION, 15)
+  --writers N             concurrent writers (HTTP connections, PG
+                          connections, file appenders)                  (BENCH_WRITERS, 6)
+  --batch N               records per batch (request / transaction)     (BENCH_BATCH, 1000)
+  --max-entries N         stop Custody ingest after N entries (0: off)  (BENCH_MAX_ENTRIES, 0)
+  --poll-ms MS            checkpoint poll interval                      (BENCH_POLL_MS, 5)
+  --rate N                cap the offered Custody load at N entries/s (0: unlimited; the
+                          targets are judged on an unlimited run)       (BENCH_RATE, 0)
+  --pg-record jsonb|text  column type of the PostgreSQL record          (BENCH_PG_RECORD, jsonb)
+  --pg-chain lock|head    serialise the chain with an advisory lock + last row, or with a
+                          one-row head table (SELECT … FOR UPDATE, UPDATE per row)  (BENCH_PG_CHAIN, lock)
+  --pg-tune               raise PostgreSQL's memory/WAL sizing (shared_buffers 1GB, max_wal_size
+                          8GB, wal_buffers 64MB, checkpoint_timeout 15min); by default every
+                          setting is PostgreSQL's default                (BENCH_PG_TUNE=1)
+  --skip-custody --skip-pg --skip-file --skip-verify --skip-go   leave a part out
+  --cpu-prof DIR          run the server with --cpu-prof during ingest; the profile lands in
+                          DIR (summarise it with dist/bench/profile-summary.js)
+  --instrument            run the server under dist/bench/instrumented-serve.js during ingest
+                          and report wall/CPU time per sequencer stage
+  --wait-quiet S          wait up to S seconds for other processes to leave the CPUs idle
+                          (< 0.25 cores busy) before starting            (BENCH_WAIT_QUIET, 0)
+  --server-node-args "A B"  extra node flags for the server during ingest, e.g. "--trace-gc"
+                          (space-separated)                              (BENCH_SERVER_NODE_ARGS)
+  --server-log FILE       keep a copy of the server's stdout/stderr (pino log) in FILE
+  --json                  print the results as JSON (progress still goes to stderr)
+  --strict                exit 1 when a target is missed
+`;
+
+function parseOptions(argv: string[], env: NodeJS.ProcessEnv): Options {
+  const flags = new Map<string, string | true>();
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (a === '-h' || a === '--help') {
+      process.stdout.write(HELP);
+      process.exit(0);
+    }
+    if (!a.startsWith('--')) throw new Error(`unexpected argument ${a} (see --help)`);
+    const eq = a.indexOf('=');
+    if (eq > 0) flags.set(a.slice(2, eq), a.slice(eq + 1));
+    else {
+      const name = a.slice(2);
+      const boolean = ['json', 'strict', 'skip-custody', 'skip-pg', 'skip-file', 'skip-verify', 'skip-go', 'pg-tune', 'instrument'].includes(name);
+      if (boolean) flags.set(name, true);
+      else {
+        const v = argv[++i];
+        if (v === undefined) throw new Error(`${a} needs a value`);
+        flags.set(name, v);
+      }
+    }
+  }
+  const known = ['duration', 'warmup', 'baseline-duration', 'writers', 'batch', 'max-entries', 'poll-ms', 'rate', 'pg-record', 'pg-chain', 'pg-tune', 'skip-custody', 'skip-pg', 'skip-file', 'skip-verify', 'skip-go', 'cpu-prof', 'instrument', 'wait-quiet', 'server-log', 'server-node-args', 'json', 'strict'];
+  for (const k of flags.keys()) if (!known.includes(k)) throw new Error(`unknown option --${k} (see --help)`);
+  const str = (flag: string, envName: string): string | undefined => {
+    const f = flags.get(flag);
+    return typeof f === 'string' ? f : env[envName];
+  };
+  const num = (flag: string, envName: string, def: number, min: number, max: number): number => {
+    const v = str(flag, envName);
+    if (v === undefined || v === '') return def;
+    const n = Number(v);
+    if (!Number.isFinite(n) || n < min || n > max) throw new Error(`--${flag} must be a number from ${min} to ${max}; got ${v}`);
+    return n;
+  };
+  const bool = (flag: string, envName: string): boolean => flags.get(flag) === true || ['1', 'true', 'yes'].includes((env[envName] ?? '').toLowerCase());
+  const pgRecord = (str('pg-record', 'BENCH_PG_RECORD') ?? 'jsonb') as PgRecordType;
+  if (pgRecord !== 'jsonb' && pgRecord !== 'text') throw new Error('--pg-record must be jsonb or text');
+  const pgChain = (str('pg-chain', 'BENCH_PG_CHAIN') ?? 'lock') as PgChainMode;
+  if (pgChain !== 'lock' && pgChain !== 'head') throw new Error('--pg-chain must be lock or head');
+  return {
+    durationS: num('duration', 'BENCH_DURATION', 20, 1, 3600),
+    warmupS: num('warmup', 'BENCH_WARMUP', 3, 0, 600),
+    baselineDurationS: num('baseline-duration', 'BENCH_BASELINE_DURATION', 15, 1, 3600),
+    writers: Math.round(num('writers', 'BENCH_WRITERS', 6, 1, 256)),
+    batch: Math.round(num('batch', 'BENCH_BATCH', 1000, 1, 20000)),
+    maxEntries: Math.round(num('max-entries', 'BENCH_MAX_ENTRIES', 0, 0, 1e9)),
+    pollMs: num('poll-ms', 'BENCH_POLL_MS', 5, 1, 1000),
+    rate: num('rate', 'BENCH_RATE', 0, 0, 1e7),
+    pgRecord,
+    pgChain,
+    pgTune: bool('pg-tune', 'BENCH_PG_TUNE'),
+    skipCustody: bool('skip-custody', 'BENCH_SKIP_CUSTODY'),
+    skipPg: bool('skip-pg', 'BENCH_SKIP_PG'),
+    skipFile: bool('skip-file', 'BENCH_SKIP_FILE'),
+    skipVerify: bool('skip-verify', 'BENCH_SKIP_VERIFY'),
+    skipGo: bool('skip-go', 'BENCH_SKIP_GO'),
+    cpuProf: str('cpu-prof', 'BENCH_CPU_PROF') ?? null,
+    instrument: bool('instrument', 'BENCH_INSTRUMENT'),
+    waitQuietS: num('wait-quiet', 'BENCH_WAIT_QUIET', 0, 0, 3600),
+    serverLog: str('server-log', 'BENCH_SERVER_LOG') ?? null,
+    serverNodeArgs: (str('server-node-args', 'BENCH_SERVER_NODE_ARGS') ?? '').split(/\s+/).filter(Boolean),
+    json: bool('json', 'BENCH_JSON'),
+    strict: bool('strict', 'BENCH_STRICT'),
+  };
+}
+
+interface Target {
+  figure: string;
+  value: number;
+  shown: string;
+  target: string;
+  pass: boolean | null; // null: not measured
+}
+
+interface InstrumentReport {
+  seconds: number;
+  experiments?: string[];
+  eventLoopUtilization: number;
+  eventLoopDelayMs: { p50: number; p99: number; max: number };
+  memoryPeakMiB?: Record<string, number>;
+  stages: Record<string, { calls: number; syncMs: number; wallMs: number; maxSyncMs: number; maxWallMs: number; items: number }>;
+}
+
+interface Results {
+  startedAt: string;
+  /** Cores busy on the machine for 1 s before the run started (other users of the machine). */
+  backgroundCoresBefore: number;
+  machine: ReturnType<typeof describeMachine>;
+  options: Options;
+  workload: { writers: number; batch: number; avgRecordBytes: number; avgBatchBytes: number; distinctBatches: number };
+  custody: {
+    ingest: IngestResult | null;
+    rss: { afterIngestMB: number; peakMB: number } | null;
+    verify: { custody: VerifyRun | null; go: VerifyRun | null; goSkipped?: string };
+    cpuProfile: string | null;
+    instrument: InstrumentReport | null;
+  };
+  postgres: PgResult | { skipped: string };
+  file: FileResult | { skipped: string };
+  ratios: { custodyOverPostgres: number; custodyOverFile: number; verifyOverGo: number };
+  targets: Target[];
+  totalSeconds: number;
+}
+
+const log = (s: string): void => {
+  process.stderr.write(`[bench] ${s}\n`);
+};
+
+function templates(o: Options): { perWriter: BatchTemplate[][]; avgRecordBytes: number; avgBatchBytes: number; distinct: number } {
+  const perWriterCount = 4;
+  const perWriter: BatchTemplate[][] = [];
+  let bytes = 0;
+  let records = 0;
+  for (let w = 0; w < o.writers; w++) {
+    const mine: BatchTemplate[] = [];
+    for (let k = 0; k < perWriterCount; k++) {
+      const t = makeBatch(1000 + w * perWriterCount + k, o.batch);
+      bytes += t.body.length;
+      records += t.idOffsets.length;
+      mine.push(t);
+    }
+    perWriter.push(mine);
+  }
+  return { perWriter, avgRecordBytes: bytes / records - 1, avgBatchBytes: bytes / (o.writers * perWriterCount), distinct: o.writers * perWriterCount };
+}
+
+function mb(bytes: number): number {
+  return bytes / 2 ** 20;
+}
+
+async function runCustody(o: Options, tpl: BatchTemplate[][], r: Results): Promise<void> {
+  const dir = tempDir('custody-bench-');
+  const dataDir = join(dir, 'data');
+  const logFile = join(dir, 'server.log');
+  const nodeArgs: string[] = [...o.serverNodeArgs];
+  if (o.cpuProf) {
+    mkdirSync(o.cpuProf, { recursive: true });
+    nodeArgs.push('--cpu-prof', `--cpu-prof-dir=${resolve(o.cpuProf)}`);
+  }
+  const instrumentOut = join(dir, 'instrument.json');
+  const bin = o.instrument ? join(here, 'instrumented-serve.js') : custodyBin;
+  log(`starting custody serve (data ${dataDir})${o.cpuProf ? ' with --cpu-prof' : ''}${o.instrument ? ' instrumented' : ''}`);
+  let srv: ServerHandle = await startServer({ bin, dataDir, logFile, nodeArgs, env: o.instrument ? { BENCH_INSTRUMENT_OUT: instrumentOut } : {} });
+  try {
+    log(`ingest: ${o.writers} writers × ${o.batch}-record batches, ${o.warmupS} s warm-up + ${o.durationS} s measured${o.rate > 0 ? `, offered load capped at ${int(o.rate)} entries/s` : ''}`);
+    const ing = await ingest(srv, { writers: o.writers, warmupS: o.warmupS, durationS: o.durationS, maxEntries: o.maxEntries, pollMs: o.pollMs, rate: o.rate, templates: tpl }, log);
+    r.custody.ingest = ing;
+    const m1 = procMemory(srv.pid);
+    log(`ingest: ${int(ing.entriesPerSec)} entries/s; every acknowledged entry is in a checkpoint ${fixed(ing.catchUpSeconds, 2)} s after the last ack; VmHWM ${fixed(mb(m1.hwm))} MiB`);
+    r.custody.rss = { afterIngestMB: mb(m1.hwm), peakMB: mb(m1.hwm) };
+
+    if (o.cpuProf || o.instrument || nodeArgs.length > 0) {
+      await srv.stop();
+      if (o.cpuProf) {
+        const profiles = readdirSync(o.cpuProf).filter((f) => f.endsWith('.cpuprofile')).sort();
+        r.custody.cpuProfile = profiles.length ? join(resolve(o.cpuProf), profiles[profiles.length - 1]!) : null;
+        log(`server CPU profile of the ingest phase: ${r.custody.cpuProfile ?? '(none written)'}`);
+      }
+      if (o.instrument) {
+        try {
+          r.custody.instrument = JSON.parse(readFileSync(instrumentOut, 'utf8')) as InstrumentReport;
+        } catch (e) {
+          log(`no instrumentation output: ${(e as Error).message}`);
+        }
+      }
+      if (!o.skipVerify) {
+        log('restarting the server (plain) for verification');
+        srv = await startServer({ bin: custodyBin, dataDir, logFile });
+      }
+    }
+
+    if (!o.skipVerify) {
+      log('verify: custody verify --full over HTTP');
+      r.custody.verify.custody = await custodyVerify(custodyBin, srv, join(dir, 'trust.json'));
+      log(`verify: custody ${r.custody.verify.custody.ok ? 'OK' : 'FAILED'} ${int(r.custody.verify.custody.entriesPerSec)} entries/s (${r.custody.verify.custody.detail})`);
+      if (!o.skipGo) {
+        const tc = await goTlogcheck(repoRoot, log);
+        if (!tc) r.custody.verify.goSkipped = 'tlogcheck is not available and could not be built';
+        else {
+          log('verify: Go tlogcheck -full over HTTP');
+          r.custody.verify.go = await goVerify(tc, srv);
+          log(`verify: Go ${r.custody.verify.go.ok ? 'OK' : 'FAILED'} ${int(r.custody.verify.go.entriesPerSec)} entries/s (${r.custody.verify.go.detail})`);
+        }
+      } else r.custody.verify.goSkipped = 'skipped (--skip-go)';
+    }
+    if (srv.child.exitCode === null && srv.child.signalCode === null) {
+      const m2 = procMemory(srv.pid);
+      r.custody.rss.peakMB = Math.max(r.custody.rss.peakMB, mb(m2.hwm));
+    }
+  } finally {
+    await srv.stop();
+    if (o.serverLog) {
+      try {
+        copyFileSync(logFile, o.serverLog);
+      } catch (e) {
+        log(`could not keep the server log: ${(e as Error).message}`);
+      }
+    }
+    dropTempDir(dir);
+    syncDisks();
+  }
+}
+
+function evaluate(r: Results): void {
+  const ing = r.custody.ingest;
+  const pgEps = 'entriesPerSec' in r.postgres ? r.postgres.entriesPerSec : NaN;
+  const fileEps = 'entriesPerSec' in r.file ? r.file.entriesPerSec : NaN;
+  const eps = ing?.entriesPerSec ?? NaN;
+  const vc = r.custody.verify.custody;
+  const vg = r.custody.verify.go;
+  r.ratios = {
+    custodyOverPostgres: eps / pgEps,
+    custodyOverFile: eps / fileEps,
+    verifyOverGo: vc && vg && vc.ok && vg.ok ? vc.entriesPerSec / vg.entriesPerSec : NaN,
+  };
+  const t = (figure: string, value: number, shown: string, target: string, ok: (v: number) => boolean): Target => ({
+    figure,
+    value,
+    shown,
+    target,
+    pass: Number.isFinite(value) ? ok(value) : null,
+  });
+  const p99 = ing?.checkpointMs.p99 ?? NaN;
+  r.targets = [
+    t('Custody ingest', eps, `${int(eps)} entries/s`, '≥ 50,000 entries/s', (v) => v >= 50_000),
+    t('Custody / PostgreSQL hash chain', r.ratios.custodyOverPostgres, `${fixed(r.ratios.custodyOverPostgres, 2)}×`, '≥ 5×', (v) => v >= 5),
+    t('ack → checkpoint p99', p99, `${int(p99)} ms`, '≤ 1,000 ms', (v) => v <= 1000),
+    t('server peak RSS (VmHWM)', r.custody.rss?.peakMB ?? NaN, `${int(r.custody.rss?.peakMB ?? NaN)} MiB`, '≤ 400 MB', (v) => v * 2 ** 20 <= 400e6),
+    t('custody verify / Go tlogcheck', r.ratios.verifyOverGo, `${fixed(r.ratios.verifyOverGo, 2)}×`, '≥ 0.5×', (v) => v >= 0.5),
+  ];
+  if (vc && !vc.ok) r.targets.push({ figure: 'custody verify result', value: 0, shown: 'FAILED', target: 'OK', pass: false });
+  if (vg && !vg.ok) r.targets.push({ figure: 'Go tlogcheck result', value: 0, shown: 'FAILED', target: 'OK', pass: false });
+  if ('chainOk' in r.postgres && !r.postgres.chainOk) r.targets.push({ figure: 'PostgreSQL chain check', value: 0, shown: 'BROKEN', target: 'intact', pass: false });
+}
+
+function table(rows: Array<[string, string, string?, string?]>): string {
+  const w0 = Math.max(...rows.map((r) => r[0].length));
+  const w1 = Math.max(...rows.map((r) => r[1].length));
+  const w2 = Math.max(...rows.map((r) => (r[2] ?? '').length));
+  return rows.map((r) => `  ${r[0].padEnd(w0)}  ${r[1].padStart(w1)}  ${(r[2] ?? '').padEnd(w2)}  ${r[3] ?? ''}`.trimEnd()).join('\n');
+}
+
+function verdict(t: Target | undefined): [string, string] {
+  if (!t) return ['', ''];
+  return [t.target, t.pass === null ? 'n/a' : t.pass ? 'PASS' : 'MISS'];
+}
+
+function report(r: Results): string {
+  const m = r.machine;
+  const ing = r.custody.ingest;
+  const tg = (name: string): Target | undefined => r.targets.find((t) => t.figure === name);
+  const pg = r.postgres;
+  const f = r.file;
+  const vc = r.custody.verify.custody;
+  const vg = r.custody.verify.go;
+  const rows: Array<[string, string, string?, string?]> = [['figure', 'value', 'target', 'result'], ['', '', '', '']];
+  if (ing) {
+    rows.push(['1. Custody ingest (durable acks)', `${int(ing.entriesPerSec)} entries/s`, ...verdict(tg('Custody ingest'))]);
+    rows.push(['   payload throughput', `${fixed(ing.mbPerSec)} MB/s`]);
+    rows.push(['   POST → 200 latency p50 / p99', `${int(ing.ackMs.p50)} / ${int(ing.ackMs.p99)} ms`]);
+    rows.push(['   CPU: server / bench client / other', `${fixed(ing.serverCpuCores, 2)} / ${fixed(ing.clientCpuCores, 2)} / ${fixed(ing.otherCpuCores, 2)} cores`]);
+  }
+  if ('entriesPerSec' in pg) {
+    rows.push([`2. PostgreSQL ${pg.version.split(' ')[0]} hash chain (${pg.recordType}, ${pg.chain === 'lock' ? 'advisory lock' : 'head row'})`, `${int(pg.entriesPerSec)} entries/s`]);
+    rows.push(['   Custody / PostgreSQL', `${fixed(r.ratios.custodyOverPostgres, 2)}×`, ...verdict(tg('Custody / PostgreSQL hash chain'))]);
+    rows.push(['   commit latency p50 / p99', `${int(pg.commitMs.p50)} / ${int(pg.commitMs.p99)} ms`]);
+    rows.push(['   CPU: PostgreSQL / bench client / other', `${fixed(pg.serverCpuCores, 2)} / ${fixed(pg.clientCpuCores, 2)} / ${fixed(pg.otherCpuCores, 2)} cores`]);
+  } else rows.push(['2. PostgreSQL hash chain', pg.skipped]);
+  if ('entriesPerSec' in f) {
+    rows.push(['3. file + fdatasync per batch', `${int(f.entriesPerSec)} entries/s`]);
+    rows.push(['   Custody / file (share of disk limit)', `${fixed(r.ratios.custodyOverFile, 2)}×`, 'info']);
+  } else rows.push(['3. file + fdatasync per batch', f.skipped]);
+  if (ing) {
+    rows.push(['4. ack → signed checkpoint p50 / p99', `${int(ing.checkpointMs.p50)} / ${int(ing.checkpointMs.p99)} ms`, ...verdict(tg('ack → checkpoint p99'))]);
+    rows.push(['   max; batches sampled', `${int(ing.checkpointMs.max)} ms; ${int(ing.checkpointMs.samples)}`]);
+    rows.push(['   peak backlog not yet in a checkpoint', `${int(ing.peakPending)} entries`]);
+    if (ing.backlogAtStop >= 50_000) rows.push(['   integration alone, after the writers stopped', `${int(ing.backlogAtStop)} entries in ${fixed(ing.catchUpSeconds, 1)} s = ${int(ing.catchUpEntriesPerSec)}/s`]);
+  }
+  if (r.custody.rss) rows.push(['5. server peak RSS (VmHWM)', `${fixed(r.custody.rss.peakMB)} MiB`, ...verdict(tg('server peak RSS (VmHWM)'))]);
+  if (r.custody.rss) rows.push(['   by the end of ingest', `${fixed(r.custody.rss.afterIngestMB)} MiB`]);
+  if (ing) rows.push(['   RSS at start; at peak backlog', `${fixed(ing.rssAtStartMB)}; ${fixed(ing.rssAtPeakPendingMB)} MiB`]);
+  if (vc) rows.push(['6. custody verify --full', `${vc.ok ? '' : 'FAILED '}${int(vc.entriesPerSec)} entries/s`]);
+  if (vg) rows.push(['   Go tlogcheck -full (reference)', `${vg.ok ? '' : 'FAILED '}${int(vg.entriesPerSec)} entries/s`]);
+  else if (r.custody.verify.goSkipped) rows.push(['   Go tlogcheck -full (reference)', r.custody.verify.goSkipped]);
+  if (vc) rows.push(['   custody verify / Go', `${fixed(r.ratios.verifyOverGo, 2)}×`, ...verdict(tg('custody verify / Go tlogcheck'))]);
+
+  const lines = [
+    '',
+    `Custody ingest/verify benchmark — ${r.startedAt}, ${r.totalSeconds.toFixed(0)} s`,
+    `machine: ${m.cores} × ${m.cpu}, ${m.memoryGiB} GiB, Node ${m.node}, Linux ${m.kernel}, disk ${m.disk}; other load before the run: ${fixed(r.backgroundCoresBefore, 2)} cores`,
+    `workload: ${r.workload.writers} writers × ${int(r.workload.batch)}-record NDJSON batches (${fixed(r.workload.avgBatchBytes / 1e6, 2)} MB), CloudTrail-like records of ${int(r.workload.avgRecordBytes)} B on average; ` +
+      `${r.options.warmupS} s warm-up, then ${r.options.durationS} s measured (baselines ${r.options.baselineDurationS} s)${r.options.rate > 0 ? `; Custody offered load capped at ${int(r.options.rate)} entries/s` : ''}; MB = 10^6 bytes of NDJSON payload`,
+    '',
+    table(rows),
+    '',
+  ];
+  const notes: string[] = [];
+  if (ing) {
+    notes.push(`Custody: ${int(ing.entries)} entries in ${int(ing.batches)} batches in the measured window (${int(ing.totalEntries)} in all); ${ing.pushbacks} pushbacks, ${ing.errors} errors.`);
+    notes.push(`ack → checkpoint: a poller GETs /logs/local/checkpoint every ${r.options.pollMs} ms (${int(ing.checkpointPolls)} polls); for every batch acknowledged in the window, the time from its 200 to the first poll answer whose signed size covers its last index (an upper bound: includes up to one poll interval plus the GET).`);
+  }
+  if ('entriesPerSec' in pg) notes.push(`PostgreSQL: BEFORE INSERT trigger computing sha256(prev_hash || record), serialised by ${pg.chain === 'lock' ? 'a transaction-scoped advisory lock (then the last row by id)' : 'a one-row head table read FOR UPDATE and updated per row'}; one ${int(r.workload.batch)}-row INSERT per transaction; ${Object.entries(pg.settings).filter(([k]) => ['fsync', 'synchronous_commit', 'full_page_writes', 'wal_sync_method', 'shared_buffers', 'max_wal_size'].includes(k)).map(([k, v]) => `${k}=${v}`).join(', ')}; chain check: ${pg.chainOk ? 'intact' : 'BROKEN'} (${pg.chainDetail}).`);
+  if ('entriesPerSec' in f) notes.push(`file: fdatasync p50 / p99 per batch (write + sync) ${fixed(f.syncMs.p50)} / ${fixed(f.syncMs.p99)} ms.`);
+  if (vc) notes.push(`verify: wall time from spawn to exit over HTTP against the idle server; custody: ${vc.detail}.${vg ? ` Go: ${vg.detail.split('\n').pop()}` : ''}`);
+  if (r.custody.cpuProfile) notes.push(`server CPU profile (ingest phase): ${r.custody.cpuProfile}`);
+  const ins = r.custody.instrument;
+  if (ins) {
+    lines.push(
+      ...(ins.experiments?.length ? [`WHAT-IF EXPERIMENTS APPLIED TO THE SERVER: ${ins.experiments.join(', ')}`] : []),
+      `server stages during ingest (instrumented; ${fixed(ins.seconds)} s of server life, event-loop utilisation ${fixed(ins.eventLoopUtilization * 100)}%, loop delay p50/p99/max ${fixed(ins.eventLoopDelayMs.p50)}/${fixed(ins.eventLoopDelayMs.p99)}/${fixed(ins.eventLoopDelayMs.max)} ms):`,
+      ...(ins.memoryPeakMiB ? [`memory peaks (process.memoryUsage, MiB): ${Object.entries(ins.memoryPeakMiB).map(([k, v]) => `${k} ${v}`).join(', ')}`] : []),
+      table([
+        ['stage', 'calls', 'items', 'loop-blocking ms (max)   wall ms total (avg, max)'],
+        ...Object.entries(ins.stages).map(([k, v]): [string, string, string, string] => [
+          k,
+          int(v.calls),
+          int(v.items),
+          `${int(v.syncMs).padStart(7)} (${int(v.maxSyncMs).padStart(4)})   ${int(v.wallMs).padStart(7)} (${fixed(v.wallMs / Math.max(1, v.calls)).padStart(6)}, ${int(v.maxWallMs).padStart(5)})`,
+        ]),
+      ]),
+      '',
+    );
+  }
+  const missed = r.targets.filter((t) => t.pass === false).map((t) => t.figure);
+  lines.push(...notes.map((n) => `- ${n}`), '', missed.length ? `MISSED: ${missed.join('; ')}` : 'All measured targets met.', '');
+  return lines.join('\n');
+}
+
+async function main(): Promise<void> {
+  installExitHandlers();
+  const o = parseOptions(process.argv.slice(2), process.env);
+  const t0 = performance.now();
+  const tpl = templates(o);
+  let bg = await backgroundLoad(1000);
+  const quietBy = performance.now() + o.waitQuietS * 1000;
+  if (bg > 0.25 && o.waitQuietS > 0) log(`other processes keep ${fixed(bg, 2)} cores busy; waiting up to ${o.waitQuietS} s for quiet`);
+  while (bg > 0.25 && performance.now() < quietBy) bg = await backgroundLoad(1000);
+  if (bg > 0.25) log(`warning: other processes keep ${fixed(bg, 2)} cores busy on this ${describeMachine().cores}-core machine; the figures will be lower and noisier`);
+  const r: Results = {
+    startedAt: new Date().toISOString(),
+    backgroundCoresBefore: bg,
+    machine: describeMachine(),
+    options: o,
+    workload: { writers: o.writers, batch: o.batch, avgRecordBytes: tpl.avgRecordBytes, avgBatchBytes: tpl.avgBatchBytes, distinctBatches: tpl.distinct },
+    custody: { ingest: null, rss: null, verify: { custody: null, go: null }, cpuProfile: null, instrument: null },
+    postgres: { skipped: 'not run' },
+    file: { skipped: 'not run' },
+    ratios: { custodyOverPostgres: NaN, custodyOverFile: NaN, verifyOverGo: NaN },
+    targets: [],
+    totalSeconds: 0,
+  };
+  log(`records: ${int(tpl.avgRecordBytes)} B on average, ${tpl.distinct} distinct batches of ${o.batch}`);
+  syncDisks();
+
+  if (!o.skipCustody) await runCustody(o, tpl.perWriter, r);
+
+  if (o.skipPg) r.postgres = { skipped: 'skipped (--skip-pg)' };
+  else if (!findPgBin()) r.postgres = { skipped: 'no PostgreSQL server (apt-get install postgresql)' };
+  else {
+    log(`baseline A: PostgreSQL hash chain, ${o.writers} connections, ${o.warmupS} s warm-up + ${o.baselineDurationS} s measured`);
+    r.postgres = await pgBaseline({ writers: o.writers, warmupS: o.warmupS, durationS: o.baselineDurationS, templates: tpl.perWriter, recordType: o.pgRecord, chain: o.pgChain, tune: o.pgTune }, log);
+    log(`baseline A: ${int(r.postgres.entriesPerSec)} entries/s; chain ${r.postgres.chainOk ? 'intact' : 'BROKEN'}`);
+    syncDisks();
+  }
+
+  if (o.skipFile) r.file = { skipped: 'skipped (--skip-file)' };
+  else {
+    log(`baseline B: one file, fdatasync per batch, ${o.writers} appenders, ${o.warmupS} s warm-up + ${o.baselineDurationS} s measured`);
+    r.file = await fileBaseline({ writers: o.writers, warmupS: o.warmupS, durationS: o.baselineDurationS, templates: tpl.perWriter }, log);
+    log(`baseline B: ${int(r.file.entriesPerSec)} entries/s`);
+    syncDisks();
+  }
+
+  r.totalSeconds = (performance.now() - t0) / 1000;
+  evaluate(r);
+  if (o.json) process.stdout.write(JSON.stringify(r, (_k, v: unknown) => (typeof v === 'number' && !Number.isFinite(v) ? null : v), 2) + '\n');
+  else process.stdout.write(report(r));
+  if (process.env.BENCH_RESULTS_FILE) writeFileSync(process.env.BENCH_RESULTS_FILE, JSON.stringify(r, null, 2) + '\n');
+  if (o.strict && r.targets.some((t) => t.pass === false)) process.exitCode = 1;
+}
+
+main()
+  .catch((e: unknown) => {
+    process.stderr.write(`[bench] FAILED: ${(e as Error)?.stack ?? String(e)}\n`);
+    process.exitCode = 2;
+  })
+  .finally(() => {
+    runCleanups();
+  });
