@@ -20,7 +20,7 @@ import { VaultDb, type LogRow, type PrincipalRow } from './storage/db.js';
 import { writeFileAtomicSync } from './storage/atomic.js';
 import { LogSequencer, type PublishedCheckpoint } from './sequencer/log-sequencer.js';
 import { Authenticator, createPrincipal } from './auth/tokens.js';
-import { buildEnvelopes, envelopePrefix, inlineLimit, checkField, MAX_RECORD_SIZE } from './log/entry.js';
+import { encodeEnvelopes, splitEncoded, envelopePrefix, inlineLimit, checkField, leafHashOf, saltOf, MAX_RECORD_SIZE } from './log/entry.js';
 
 export const AUDIT_LOG = 'audit';
 const REGION_RE = /^[a-z0-9][a-z0-9-]{0,62}$/;
@@ -50,6 +50,14 @@ export interface VaultOptions {
   checkpointIntervalMs?: number;
   maxPendingEntries?: number;
   onPublish?: (log: string, cp: PublishedCheckpoint, stats: { entries: number; ms: number }) => void;
+}
+
+export interface AppendOutcome {
+  first: number;
+  count: number;
+  received: string;
+  /** Per entry, with `receipts: true`: its leaf hash and salt. */
+  receipts?: Array<{ leafHash: Uint8Array; salt: string }>;
 }
 
 export interface AppendMeta {
@@ -209,7 +217,7 @@ export class Vault {
    * Wraps records in envelopes and appends them; resolves when they are durable. Records
    * too large for one entry are stored first as sealed blobs, referenced from their entry.
    */
-  async append(logName: string, records: Buffer[], meta: AppendMeta): Promise<{ first: number; count: number; received: string; entries: Buffer[] }> {
+  async append(logName: string, records: Buffer[], meta: AppendMeta, opts: { receipts?: boolean } = {}): Promise<AppendOutcome> {
     const seq = this.sequencer(logName);
     const row = this.logRow(logName);
     const received = new Date().toISOString();
@@ -224,9 +232,11 @@ export class Vault {
         blobs[i] = { sha256: await seq.store.writeBlob(r), size: r.length };
       }
     }
-    const entries = buildEnvelopes(prefix, records, blobs);
-    const { first, count } = await seq.add(entries);
-    return { first, count, received, entries };
+    const buf = encodeEnvelopes(prefix, records, blobs);
+    // Receipt material is taken now: the buffer moves to the integrator thread once durable.
+    const receipts = opts.receipts ? splitEncoded(buf).map((e) => ({ leafHash: leafHashOf(e), salt: saltOf(e) })) : undefined;
+    const { first, count } = await seq.add(buf, records.length);
+    return { first, count, received, receipts };
   }
 
   /** Appends one event to the vault's own audit log (durable before it resolves). */

@@ -83,13 +83,21 @@ export function decryptWithDek(dek: Buffer, sealed: Uint8Array, aad: Buffer): Bu
   return gcmDecrypt(dek, s.subarray(0, 12), s.subarray(12, s.length - 16), s.subarray(s.length - 16), aad);
 }
 
-/** Seals one object: fresh DEK, wrapped by `kek`, data bound to `context`. */
-export function seal(kek: Kek, context: string, plaintext: Uint8Array): Buffer {
+/**
+ * Seals one object: fresh DEK, wrapped by `kek`, data bound to `context`. The plaintext may
+ * be given in pieces; they are encrypted as one stream without being joined first.
+ */
+export function seal(kek: Kek, context: string, plaintext: Uint8Array | Uint8Array[]): Buffer {
   const dek = randomBytes(32);
   const header = wrapDek(kek, dek);
-  const body = encryptWithDek(dek, plaintext, Buffer.concat([header, Buffer.from(context)]));
+  const iv = randomBytes(12);
+  const c = createCipheriv('aes-256-gcm', dek, iv);
+  c.setAAD(Buffer.concat([header, Buffer.from(context)]));
+  const parts: Buffer[] = [header, iv];
+  for (const p of Array.isArray(plaintext) ? plaintext : [plaintext]) parts.push(c.update(p));
+  parts.push(c.final(), c.getAuthTag());
   dek.fill(0);
-  return Buffer.concat([header, body]);
+  return Buffer.concat(parts);
 }
 
 export function open(lookup: KekLookup, context: string, sealed: Uint8Array, what: string): Buffer {

@@ -26,6 +26,15 @@ export class LogKeys {
     private readonly keks: Kek[],
     private readonly blobNameKey: Buffer,
   ) {}
+  /** Key material for an integrator worker thread (same process; never written anywhere). */
+  exportForWorker(): { log: string; signingSeed: Buffer; keks: Kek[]; blobNameKey: Buffer } {
+    return { log: this.log, signingSeed: this.signingSeed, keks: this.keks, blobNameKey: this.blobNameKey };
+  }
+
+  static fromWorker(k: { log: string; signingSeed: Uint8Array; keks: Array<{ id: number; key: Uint8Array }>; blobNameKey: Uint8Array }): LogKeys {
+    return new LogKeys(k.log, Buffer.from(k.signingSeed), k.keks.map((x) => ({ id: x.id, key: Buffer.from(x.key) })), Buffer.from(k.blobNameKey));
+  }
+
   get activeKek(): Kek {
     const k = this.keks[this.keks.length - 1];
     if (!k) throw new CustodyError('KEYRING', `The keyring holds no encryption key for log "${this.log}".`);

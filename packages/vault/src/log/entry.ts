@@ -15,7 +15,7 @@
  * The salt makes every leaf hash unguessable, so nobody can confirm a guessed record from
  * the public tiles, and a record can later be shredded while its leaf hash stays valid.
  */
-import { randomFillSync } from 'node:crypto';
+import { randomFillSync, createHash } from 'node:crypto';
 import { CustodyError } from '../errors.js';
 
 export const ENTRY_MAGIC = 'custody-entry/v1';
@@ -66,31 +66,63 @@ export function inlineLimit(prefix: Buffer): number {
 }
 
 /**
- * Builds one envelope per record. `blobs[i]`, when set, replaces record i by a reference
- * (the record itself is stored as a content-addressed blob).
+ * Builds one envelope per record, already in the C2SP bundle / journal encoding: each entry as
+ * a big-endian uint16 length followed by its bytes, all in one buffer (one allocation, one
+ * copy of each record). `blobs[i]`, when set, replaces record i by a reference (the record
+ * itself is stored as a content-addressed blob).
  */
-export function buildEnvelopes(prefix: Buffer, records: Buffer[], blobs?: Array<BlobRef | undefined>): Buffer[] {
-  const salts = Buffer.allocUnsafe(records.length * SALT_SIZE);
+export function encodeEnvelopes(prefix: Buffer, records: Buffer[], blobs?: Array<BlobRef | undefined>): Buffer {
+  const n = records.length;
+  const salts = Buffer.allocUnsafe(n * SALT_SIZE);
   randomFillSync(salts);
-  const out = new Array<Buffer>(records.length);
-  for (let i = 0; i < records.length; i++) {
-    const saltB64 = salts.toString('base64', i * SALT_SIZE, (i + 1) * SALT_SIZE);
+  const blobLines: Array<Buffer | undefined> = [];
+  let total = 0;
+  for (let i = 0; i < n; i++) {
     const blob = blobs?.[i];
-    if (blob) {
-      out[i] = Buffer.concat([prefix, Buffer.from(`${saltB64}\nblob sha256:${blob.sha256} ${blob.size}\n\n`)]);
-      continue;
+    if (blob) blobLines[i] = Buffer.from(`blob sha256:${blob.sha256} ${blob.size}\n`);
+    const len = prefix.length + 24 + 2 + (blob ? blobLines[i]!.length : records[i]!.length);
+    if (len > MAX_ENTRY_SIZE) throw new CustodyError('RECORD_TOO_LARGE', `Record ${i + 1} does not fit in one entry; store it as a blob.`);
+    total += 2 + len;
+  }
+  const out = Buffer.allocUnsafe(total);
+  let off = 0;
+  for (let i = 0; i < n; i++) {
+    const blobLine = blobLines[i];
+    const body = blobLine ?? records[i]!;
+    const len = prefix.length + 24 + 2 + body.length;
+    out.writeUInt16BE(len, off);
+    off += 2;
+    off += prefix.copy(out, off);
+    off += out.write(salts.toString('base64', i * SALT_SIZE, (i + 1) * SALT_SIZE), off, 'latin1');
+    if (blobLine) {
+      out[off++] = 0x0a;
+      off += blobLine.copy(out, off);
+      out[off++] = 0x0a;
+    } else {
+      out[off++] = 0x0a;
+      out[off++] = 0x0a;
+      off += body.copy(out, off);
     }
-    const rec = records[i]!;
-    const e = Buffer.allocUnsafe(prefix.length + 26 + rec.length);
-    prefix.copy(e, 0);
-    let off = prefix.length;
-    off += e.write(saltB64, off, 'latin1');
-    e[off++] = 0x0a;
-    e[off++] = 0x0a;
-    rec.copy(e, off);
-    out[i] = e;
   }
   return out;
+}
+
+/** The entries of an encoded buffer (uint16 length ‖ bytes)*, as views into it. */
+export function splitEncoded(buf: Buffer): Buffer[] {
+  const out: Buffer[] = [];
+  let off = 0;
+  while (off < buf.length) {
+    const n = buf.readUInt16BE(off);
+    out.push(buf.subarray(off + 2, off + 2 + n));
+    off += 2 + n;
+  }
+  if (off !== buf.length) throw new CustodyError('STORAGE_CORRUPT', 'Encoded entries end in the middle of an entry.');
+  return out;
+}
+
+/** One envelope per record (see encodeEnvelopes), as separate views. */
+export function buildEnvelopes(prefix: Buffer, records: Buffer[], blobs?: Array<BlobRef | undefined>): Buffer[] {
+  return splitEncoded(encodeEnvelopes(prefix, records, blobs));
 }
 
 function bad(why: string): never {
@@ -133,4 +165,16 @@ export function parseEntry(bytes: Uint8Array): ParsedEntry {
     record: blob ? null : b.subarray(end + 2),
     blob,
   };
+}
+
+/** RFC 6962 leaf hash of an entry: SHA-256(0x00 ‖ entry). */
+export function leafHashOf(entry: Uint8Array): Uint8Array {
+  return createHash('sha256').update(LEAF_PREFIX).update(entry).digest();
+}
+const LEAF_PREFIX = Buffer.from([0]);
+
+/** The base64 salt of a well-formed entry (its header is fixed up to the salt line). */
+export function saltOf(entry: Buffer): string {
+  const at = entry.indexOf('\nsalt ');
+  return entry.toString('latin1', at + 6, at + 6 + 24);
 }

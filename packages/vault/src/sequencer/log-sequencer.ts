@@ -5,10 +5,11 @@
  * - `add()` queues entries; the flush loop appends everything queued as one journal record
  *   and fdatasyncs it (group commit), then resolves each caller with its contiguous indices.
  *   Nothing is acknowledged before it is durable.
- * - The integrator, at most `checkpointIntervalMs` after new entries became durable, hashes
- *   them into the tree, writes entry bundles and tiles (each fsynced), checks the new tree is
- *   consistent with the last published checkpoint, signs and atomically publishes the new
- *   checkpoint, and only then trims the journal.
+ * - The integrator (a worker thread, see integrator.ts), at most `checkpointIntervalMs` after
+ *   new entries became durable, hashes them into the tree and writes entry bundles and tiles
+ *   (each fsynced). This thread then checks the new tree is consistent with the last
+ *   published checkpoint, signs and atomically publishes the new checkpoint, and only then
+ *   trims the journal.
  * - `open()` recovers: it checks the stored checkpoint against its signature, the database
  *   and the tiles, then replays the journal, so every acknowledged entry is integrated.
  */
@@ -22,6 +23,7 @@ import {
   tileNodeReader,
   signNote,
   decodeBundle,
+  encodeBundle,
   toBase64,
   bytesEqual,
   EMPTY_ROOT,
@@ -37,6 +39,9 @@ import { Journal } from '../storage/journal.js';
 import type { VaultDb } from '../storage/db.js';
 import { TreeBuilder } from '../log/tree.js';
 import { join } from 'node:path';
+import { Worker } from 'node:worker_threads';
+import type { WorkerInit } from './integrator-worker.js';
+import type { JournalBatch } from '../storage/journal.js';
 
 const TILE = 256;
 
@@ -70,7 +75,9 @@ export interface SequencerOptions {
 }
 
 interface QueuedAppend {
-  entries: Buffer[];
+  /** The entries, encoded (uint16 length ‖ bytes each); handed to the integrator afterwards. */
+  buf: Buffer;
+  count: number;
   resolve: (r: AppendResult) => void;
   reject: (e: unknown) => void;
 }
@@ -90,18 +97,12 @@ export class LogSequencer {
   private readonly maxRound: number;
 
   private journal!: Journal;
-  private builder!: TreeBuilder;
-  private bundleTail: Buffer[] = [];
+  private worker: Worker | null = null;
   private published!: PublishedCheckpoint;
   private next = 0;
-  /** Durable entries not yet integrated: indices [published.size, next). */
-  private durable: Buffer[] = [];
   private queue: QueuedAppend[] = [];
   private queuedEntries = 0;
   private flushing = false;
-  private integrating = false;
-  private timer: NodeJS.Timeout | null = null;
-  private failures = 0;
   private closed = false;
   private waiters: Array<{ size: number; resolve: (cp: PublishedCheckpoint) => void; reject: (e: unknown) => void }> = [];
   lastError: CustodyError | null = null;
@@ -117,7 +118,7 @@ export class LogSequencer {
     this.h = opts.hash;
     this.log = opts.logger.child({ log: opts.name });
     this.interval = opts.checkpointIntervalMs ?? 250;
-    this.maxPending = opts.maxPendingEntries ?? 500_000;
+    this.maxPending = opts.maxPendingEntries ?? 200_000;
     this.maxRound = opts.maxRoundEntries ?? 65_536;
   }
 
@@ -134,7 +135,7 @@ export class LogSequencer {
     return this.next;
   }
   get pendingEntries(): number {
-    return this.durable.length + this.queuedEntries;
+    return this.next - this.published.size + this.queuedEntries;
   }
   get checkpoint(): PublishedCheckpoint {
     return this.published;
@@ -193,43 +194,58 @@ export class LogSequencer {
       }
       partial.push(hashes);
     }
-    this.builder = new TreeBuilder(this.h, size, partial);
-    if (!bytesEqual(this.builder.root(), root)) {
+    const builder = new TreeBuilder(this.h, size, partial);
+    if (!bytesEqual(builder.root(), root)) {
       throw new CustodyError('STORAGE_CORRUPT', `The hash tiles of log "${name}" do not match its checkpoint: a tile was altered. Run \`custody verify\` to find it.`);
     }
+    let tail: Uint8Array[] = [];
     const w0 = size % TILE;
     if (w0 > 0) {
       const b = await this.store.readBundle(Math.floor(size / TILE), w0);
       if (!b) throw new CustodyError('STORAGE_CORRUPT', `The last entry bundle of log "${name}" is missing.`);
-      this.bundleTail = decodeBundle(b, w0).map((e) => Buffer.from(e));
+      tail = decodeBundle(b, w0);
       for (let i = 0; i < w0; i++) {
-        if (!bytesEqual(this.leafHash(this.bundleTail[i]!), partial[0]![i]!)) {
+        if (!bytesEqual(this.leafHash(tail[i]!), partial[0]![i]!)) {
           throw new CustodyError('STORAGE_CORRUPT', `Entry ${size - w0 + i} of log "${name}" does not match its leaf hash.`);
         }
       }
     }
     this.published = { size, root, text: text ?? '', publishedAt: Date.now() };
     if (text !== null && (!state || state.size < size)) db.setLogState(name, size, text);
+    if (text === null) this.publishEmpty(); // an empty log still has a signed checkpoint
 
     const { journal, batches } = await Journal.open(join(this.opts.dir, 'journal'), () => this.opts.keys.activeKek, this.opts.keys.lookup, this.origin);
     this.journal = journal;
+    this.startWorker({ size, partial, tail: tail.length > 0 ? Buffer.from(encodeBundle(tail)) : Buffer.alloc(0) });
     this.next = size;
+    const replayed = this.replay(batches, size);
+    if (replayed > 0) {
+      this.log.info({ replayed, from: size }, 'recovered acknowledged entries from the journal; integrating them');
+      try {
+        await this.waitForCheckpoint(this.next, 120_000);
+      } catch (e) {
+        this.log.error({ err: e }, 'recovered entries are not integrated yet; the integrator keeps trying');
+      }
+    }
+  }
+
+  /** Hands the journal's entries beyond `size` to the integrator; returns how many. */
+  private replay(batches: JournalBatch[], size: number): number {
     let replayed = 0;
     for (const b of batches) {
-      const end = b.firstIndex + b.entries.length;
+      const end = b.firstIndex + b.count;
       if (end <= size) continue;
       if (b.firstIndex > this.next) {
-        throw new CustodyError('STORAGE_CORRUPT', `The journal of log "${name}" starts at ${b.firstIndex} but the log holds only ${this.next} entries: acknowledged entries are missing.`);
+        throw new CustodyError('STORAGE_CORRUPT', `The journal of log "${this.name}" starts at ${b.firstIndex} but the log holds only ${this.next} entries: acknowledged entries are missing.`);
       }
-      for (let i = this.next - b.firstIndex; i < b.entries.length; i++) this.durable.push(b.entries[i]!);
+      let off = 0;
+      for (let i = b.firstIndex; i < this.next; i++) off += 2 + b.plain.readUInt16BE(off);
+      const buf = Buffer.from(b.plain.subarray(off));
+      this.toIntegrator(this.next, end - this.next, buf);
       replayed += end - this.next;
       this.next = end;
     }
-    if (replayed > 0) {
-      this.log.info({ replayed, from: size }, 'recovered acknowledged entries from the journal; integrating them');
-      await this.integrate();
-    }
-    if (this.published.text === '') await this.publish(this.builder, 0, []); // an empty log still has a signed checkpoint
+    return replayed;
   }
 
   private leafHash(entry: Uint8Array): Uint8Array {
@@ -239,17 +255,57 @@ export class LogSequencer {
     return this.h(buf);
   }
 
-  /** Queues entries; resolves once they are durable, with their contiguous indices. */
-  add(entries: Buffer[]): Promise<AppendResult> {
+  private startWorker(state: { size: number; partial: Uint8Array[][]; tail: Buffer }): void {
+    const init: WorkerInit = {
+      dir: this.opts.dir,
+      origin: this.origin,
+      keys: this.opts.keys.exportForWorker(),
+      state,
+      intervalMs: this.interval,
+      maxRound: this.maxRound,
+    };
+    const w = new Worker(new URL('./integrator-worker.js', import.meta.url), { workerData: init });
+    w.on('message', (m: { t: string; size?: number; root?: Uint8Array; entries?: number; code?: string; message?: string }) => {
+      if (m.t === 'round') this.onRound(m.size!, new Uint8Array(m.root!), m.entries!);
+      else if (m.t === 'error') {
+        this.lastError = new CustodyError((m.code as CustodyError['code']) ?? 'INTERNAL', m.message ?? 'integration failed');
+        this.log.error({ code: m.code, message: m.message }, 'integration failed; will retry');
+      }
+    });
+    w.on('error', (e) => {
+      this.lastError = new CustodyError('INTERNAL', `The integrator of log "${this.name}" stopped: ${e.message}. Restart the vault; acknowledged entries are safe in the journal.`);
+      this.log.fatal({ err: e }, 'integrator worker crashed');
+      this.worker = null;
+    });
+    w.unref();
+    this.worker = w;
+  }
+
+  private toIntegrator(first: number, count: number, buf: Buffer): void {
+    if (!this.worker) return; // crashed: entries stay in the journal for the next start
+    // Transfer the bytes to the worker without copying when the buffer owns its memory; a
+    // small Buffer lives in Node's shared pool, which must never be transferred: copy it.
+    let ab: ArrayBuffer;
+    if (buf.byteOffset === 0 && buf.byteLength === buf.buffer.byteLength) ab = buf.buffer as ArrayBuffer;
+    else {
+      ab = new ArrayBuffer(buf.byteLength);
+      new Uint8Array(ab).set(buf);
+    }
+    this.worker.postMessage({ t: 'append', first, count, buf: ab }, [ab]);
+  }
+
+  /** Queues entries (encoded: uint16 length ‖ bytes each); resolves once they are durable. */
+  add(buf: Buffer, count: number): Promise<AppendResult> {
     if (this.closed) return Promise.reject(new CustodyError('NOT_READY', `Log "${this.name}" is shutting down; retry in a moment.`));
-    if (this.pendingEntries + entries.length > this.maxPending) {
+    if (!this.worker) return Promise.reject(this.lastError ?? new CustodyError('NOT_READY', `Log "${this.name}" cannot integrate; see /readyz.`));
+    if (this.pendingEntries + count > this.maxPending) {
       return Promise.reject(
         new CustodyError('PUSHBACK', `Log "${this.name}" has ${this.pendingEntries} entries waiting for integration; retry after a second.`, { retryAfter: 1 }),
       );
     }
     return new Promise((resolve, reject) => {
-      this.queue.push({ entries, resolve, reject });
-      this.queuedEntries += entries.length;
+      this.queue.push({ buf, count, resolve, reject });
+      this.queuedEntries += count;
       if (!this.flushing) {
         this.flushing = true;
         setImmediate(() => void this.flush());
@@ -261,137 +317,69 @@ export class LogSequencer {
     while (this.queue.length > 0) {
       const groups = this.queue;
       this.queue = [];
-      const entries: Buffer[] = [];
-      for (const g of groups) for (const e of g.entries) entries.push(e);
-      this.queuedEntries -= entries.length;
+      let count = 0;
+      for (const g of groups) count += g.count;
+      this.queuedEntries -= count;
       const first = this.next;
       try {
-        await this.journal.append(first, entries);
+        await this.journal.append(first, count, groups.map((g) => g.buf));
       } catch (e) {
         this.log.error({ err: e }, 'journal append failed; batch refused');
         for (const g of groups) g.reject(e);
         continue;
       }
-      this.next += entries.length;
-      for (const e of entries) this.durable.push(e);
+      this.next += count;
       let at = first;
       for (const g of groups) {
-        g.resolve({ first: at, count: g.entries.length });
-        at += g.entries.length;
+        g.resolve({ first: at, count: g.count });
+        this.toIntegrator(at, g.count, g.buf);
+        at += g.count;
       }
-      this.scheduleIntegration(this.interval);
     }
     this.flushing = false;
   }
 
-  private scheduleIntegration(delay: number): void {
-    if (this.integrating || this.timer || this.closed) return;
-    this.timer = setTimeout(() => {
-      this.timer = null;
-      void this.integrate();
-    }, delay);
-  }
-
-  /** Integrates everything durable; on failure keeps it queued and retries with backoff. */
-  private async integrate(): Promise<void> {
-    if (this.integrating) return;
-    this.integrating = true;
+  /** The integrator wrote a round: check it, sign it, publish it, tell the integrator. */
+  private onRound(N: number, root: Uint8Array, entries: number): void {
+    const S = this.published.size;
+    let text: string;
     try {
-      while (this.durable.length > 0) {
-        const started = Date.now();
+      if (N !== S + entries) throw new CustodyError('INTERNAL', `integrator reports size ${N} after ${entries} entries from ${S}`);
+      if (S > 0) {
+        // Never sign a checkpoint that is not an extension of the last one (C2SP tlog-checkpoint).
         try {
-          await this.integrateRound();
-          this.failures = 0;
-          this.lastError = null;
+          const proof = proveConsistency(S, N, this.nodeReader(N), this.h);
+          verifyConsistency(S, N, proof, this.published.root, root, this.h);
         } catch (e) {
-          this.failures++;
-          this.lastError = e instanceof CustodyError ? e : new CustodyError('INTERNAL', String((e as Error)?.message ?? e));
-          const delay = Math.min(10_000, 250 * 2 ** Math.min(this.failures, 6));
-          this.log.error({ err: e, retryInMs: delay }, 'integration failed; will retry');
-          this.integrating = false;
-          this.scheduleIntegration(delay);
-          return;
-        }
-        if (this.durable.length > 0 && !this.closed) {
-          const wait = this.interval - (Date.now() - started);
-          if (wait > 0) {
-            this.integrating = false;
-            this.scheduleIntegration(wait);
-            return;
-          }
+          throw new CustodyError('STORAGE_CORRUPT', `Refusing to sign: the tree of log "${this.name}" at ${N} is not consistent with the published checkpoint at ${S} (${(e as Error).message}).`);
         }
       }
-    } finally {
-      this.integrating = false;
+      text = signNote(formatCheckpoint({ origin: this.origin, size: N, rootHash: root, extensions: [] }), [this.signer]);
+      this.store.writeCheckpointSync(text);
+      this.opts.db.setLogState(this.name, N, text);
+    } catch (e) {
+      this.lastError = e instanceof CustodyError ? e : new CustodyError('STORAGE_UNAVAILABLE', String((e as Error)?.message ?? e));
+      this.log.error({ err: e }, 'publishing the checkpoint failed; will retry');
+      this.worker?.postMessage({ t: 'rejected' });
+      return;
     }
-  }
-
-  private async integrateRound(): Promise<void> {
-    const t0 = Date.now();
-    const take = Math.min(this.durable.length, this.maxRound);
-    const entries = this.durable.slice(0, take);
-    const builder = this.builder.clone();
-    for (const e of entries) builder.append(this.leafHash(e));
-    await this.publish(builder, take, entries);
-    this.durable.splice(0, take);
-    this.opts.onPublish?.(this.name, this.published, { entries: take, ms: Date.now() - t0 });
-  }
-
-  /** Writes bundles and tiles for the entries just appended to `builder`, then signs and publishes. */
-  private async publish(builder: TreeBuilder, count: number, entries: Buffer[]): Promise<void> {
-    const S = this.published?.size ?? 0;
-    const N = builder.size;
-    if (N !== S + count) throw new Error('integrator: size mismatch');
-    const writes = [];
-    const fullBundles: number[] = [];
-    let tail = [...this.bundleTail];
-    let bIndex = Math.floor(S / TILE);
-    for (const e of entries) {
-      tail.push(e);
-      if (tail.length === TILE) {
-        writes.push(this.store.bundleWrite(bIndex, tail));
-        fullBundles.push(bIndex);
-        bIndex++;
-        tail = [];
-      }
-    }
-    if (tail.length > 0 && count > 0) writes.push(this.store.bundleWrite(bIndex, tail));
-    const completed = builder.takeCompleted();
-    const tiles = [...completed, ...builder.partialTiles().filter(() => count > 0)];
-    for (const t of tiles) writes.push(this.store.tileWrite(t));
-    await this.store.writeAll(writes);
-    for (const t of tiles) this.tiles.put(t.level, t.index, t.width, t.data);
-
-    const root = builder.root();
-    if (S > 0 && this.published) {
-      // Never sign a checkpoint that is not an extension of the last one (C2SP tlog-checkpoint).
-      try {
-        const proof = proveConsistency(S, N, this.nodeReader(N), this.h);
-        verifyConsistency(S, N, proof, this.published.root, root, this.h);
-      } catch (e) {
-        throw new CustodyError('STORAGE_CORRUPT', `Refusing to sign: the tree of log "${this.name}" at ${N} is not consistent with the published checkpoint at ${S} (${(e as Error).message}).`);
-      }
-    }
-    const text = signNote(formatCheckpoint({ origin: this.origin, size: N, rootHash: root, extensions: [] }), [this.signer]);
-    this.store.writeCheckpointSync(text);
-    this.opts.db.setLogState(this.name, N, text);
-
-    this.builder = builder;
-    this.bundleTail = tail;
+    const t0 = this.published.publishedAt;
     this.published = { size: N, root, text, publishedAt: Date.now() };
+    this.lastError = null;
+    this.worker?.postMessage({ t: 'published' });
     const ready = this.waiters.filter((w) => w.size <= N);
     this.waiters = this.waiters.filter((w) => w.size > N);
     for (const w of ready) w.resolve(this.published);
+    this.opts.onPublish?.(this.name, this.published, { entries, ms: this.published.publishedAt - t0 });
+    this.journal.trim(N).catch((e: unknown) => this.log.warn({ err: e }, 'trimming the journal failed'));
+    this.log.debug({ size: N, root: toBase64(root), entries }, 'checkpoint published');
+  }
 
-    // Housekeeping; failures here never undo a publication.
-    try {
-      for (const b of fullBundles) await this.store.removePartials('entries', b);
-      for (const t of completed) await this.store.removePartials(t.level, t.index);
-      await this.journal.trim(N);
-    } catch (e) {
-      this.log.warn({ err: e }, 'cleanup after publishing failed');
-    }
-    this.log.debug({ size: N, root: toBase64(root), entries: count }, 'checkpoint published');
+  private publishEmpty(): void {
+    const text = signNote(formatCheckpoint({ origin: this.origin, size: 0, rootHash: EMPTY_ROOT, extensions: [] }), [this.signer]);
+    this.store.writeCheckpointSync(text);
+    this.opts.db.setLogState(this.name, 0, text);
+    this.published = { size: 0, root: EMPTY_ROOT, text, publishedAt: Date.now() };
   }
 
   /** Resolves with the first published checkpoint whose size is at least `size`. */
@@ -414,27 +402,21 @@ export class LogSequencer {
     });
   }
 
-  /** Stops accepting appends, finishes what is queued, integrates, and closes the journal. */
+  /** Stops accepting appends, finishes what is queued and integrates it, then closes. */
   async close(): Promise<void> {
     this.closed = true;
     while (this.flushing) await new Promise((r) => setTimeout(r, 5));
-    if (this.timer) {
-      clearTimeout(this.timer);
-      this.timer = null;
-    }
-    while (this.integrating) await new Promise((r) => setTimeout(r, 5));
-    if (this.durable.length > 0) {
-      this.closed = false;
+    if (this.worker && this.published.size < this.next) {
       try {
-        await this.integrate();
-      } finally {
-        this.closed = true;
-        if (this.timer) clearTimeout(this.timer);
-        this.timer = null;
+        await this.waitForCheckpoint(this.next, 30_000);
+      } catch (e) {
+        this.log.warn({ err: e }, 'closing before every entry was integrated; the journal keeps them for the next start');
       }
     }
     for (const w of this.waiters) w.reject(new CustodyError('NOT_READY', 'The vault is shutting down.'));
     this.waiters = [];
-    await this.journal.close();
+    await this.worker?.terminate();
+    this.worker = null;
+    await this.journal?.close();
   }
 }

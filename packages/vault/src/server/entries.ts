@@ -11,7 +11,6 @@ import type { Vault } from '../vault.js';
 import { parseBatch, MAX_BODY_BYTES } from '../ingest/batch.js';
 import { checkField } from '../log/entry.js';
 import { nativeSha256 } from '../crypto/sha256.js';
-import { leafHashOf } from './read.js';
 import { auditContext } from './auth.js';
 import type { Metrics } from './health.js';
 
@@ -45,7 +44,7 @@ export async function entryRoutes(app: FastifyInstance, opts: { vault: Vault; me
       const body = req.body;
       if (!Buffer.isBuffer(body)) throw new CustodyError('EMPTY_BATCH', 'The body holds no records: send one JSON record per line.');
       const records = await parseBatch(body, req.headers['content-type'], req.headers['content-encoding'] as string | undefined);
-      const r = await vault.append(log, records, { source, producer: principal.name });
+      const r = await vault.append(log, records, { source, producer: principal.name }, { receipts: wait === 'checkpoint' });
       const indices = Array.from({ length: r.count }, (_, i) => r.first + i);
       const answer: Record<string, unknown> = {
         log,
@@ -61,10 +60,10 @@ export async function entryRoutes(app: FastifyInstance, opts: { vault: Vault; me
         const reader = seq.nodeReader(cp.size);
         answer['checkpoint'] = cp.text;
         answer['envelope'] = { origin: row.origin, region: row.region, source, producer: principal.name, received: r.received };
-        answer['receipts'] = r.entries.map((e, i) => ({
+        answer['receipts'] = r.receipts!.map((e, i) => ({
           index: r.first + i,
-          leafHash: toBase64(leafHashOf(e)),
-          salt: saltOf(e),
+          leafHash: toBase64(e.leafHash),
+          salt: e.salt,
           inclusionProof: proveInclusion(r.first + i, cp.size, reader, nativeSha256).map(toBase64),
         }));
       }
@@ -72,9 +71,4 @@ export async function entryRoutes(app: FastifyInstance, opts: { vault: Vault; me
       return reply.code(200).send(answer);
     },
   );
-}
-
-function saltOf(entry: Buffer): string {
-  const at = entry.indexOf('\nsalt ');
-  return entry.toString('latin1', at + 6, at + 6 + 24);
 }

@@ -18,17 +18,10 @@ import {
 } from '@custody/verify';
 import { CustodyError } from '../errors.js';
 import type { Vault } from '../vault.js';
-import { parseEntry } from '../log/entry.js';
+import { parseEntry, leafHashOf } from '../log/entry.js';
 import { nativeSha256 } from '../crypto/sha256.js';
 
 const AUDITOR = { roles: ['auditor' as const] };
-
-export function leafHashOf(entry: Uint8Array): Uint8Array {
-  const b = Buffer.allocUnsafe(entry.length + 1);
-  b[0] = 0;
-  b.set(entry, 1);
-  return nativeSha256(b);
-}
 
 function parseIndex(v: unknown, name: string): number {
   if (typeof v !== 'string' || !/^(0|[1-9][0-9]{0,15})$/.test(v) || !Number.isSafeInteger(Number(v))) {

@@ -12,11 +12,11 @@
  *          plaintext = (uint16 length ‖ entry bytes) × count; AAD = the 20-byte record header
  *          ‖ segment header ‖ "journal <origin>".
  */
-import { randomBytes } from 'node:crypto';
+import { randomBytes, createCipheriv } from 'node:crypto';
 import { open, readdir, readFile, unlink, mkdir, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CustodyError } from '../errors.js';
-import { wrapDek, unwrapDek, encryptWithDek, decryptWithDek, SEALED_HEADER_SIZE, type Kek, type KekLookup } from '../crypto/aead.js';
+import { wrapDek, unwrapDek, decryptWithDek, SEALED_HEADER_SIZE, type Kek, type KekLookup } from '../crypto/aead.js';
 import { fsyncDir } from './atomic.js';
 
 const SEG_MAGIC = Buffer.from('CJS1');
@@ -28,7 +28,9 @@ const ROTATE_BYTES = 64 * 1024 * 1024;
 
 export interface JournalBatch {
   firstIndex: number;
-  entries: Buffer[];
+  count: number;
+  /** The entries, each as uint16 length ‖ bytes (the C2SP bundle encoding). */
+  plain: Buffer;
 }
 
 interface Segment {
@@ -37,30 +39,14 @@ interface Segment {
   endIndex: number; // one past the last entry
 }
 
-function encodeEntries(entries: Buffer[]): Buffer {
-  let n = 0;
-  for (const e of entries) n += 2 + e.length;
-  const out = Buffer.allocUnsafe(n);
-  let off = 0;
-  for (const e of entries) {
-    out.writeUInt16BE(e.length, off);
-    e.copy(out, off + 2);
-    off += 2 + e.length;
-  }
-  return out;
-}
-
-function decodeEntries(b: Buffer, count: number): Buffer[] | null {
-  const out: Buffer[] = [];
+/** Whether `b` holds exactly `count` uint16-length-prefixed entries. */
+function holdsEntries(b: Buffer, count: number): boolean {
   let off = 0;
   for (let i = 0; i < count; i++) {
-    if (off + 2 > b.length) return null;
-    const n = b.readUInt16BE(off);
-    if (off + 2 + n > b.length) return null;
-    out.push(b.subarray(off + 2, off + 2 + n));
-    off += 2 + n;
+    if (off + 2 > b.length) return false;
+    off += 2 + b.readUInt16BE(off);
   }
-  return off === b.length ? out : null;
+  return off === b.length;
 }
 
 export class Journal {
@@ -120,14 +106,14 @@ export class Journal {
           throw new CustodyError('STORAGE_CORRUPT', `Journal segment ${path} jumps from index ${end} to ${rec.batch.firstIndex}.`);
         }
         batches.push(rec.batch);
-        end += rec.batch.entries.length;
+        end += rec.batch.count;
         off = rec.next;
       }
       j.segments.push({ path, firstIndex, endIndex: end });
     }
     for (let i = 1; i < batches.length; i++) {
       const prev = batches[i - 1]!;
-      if (batches[i]!.firstIndex !== prev.firstIndex + prev.entries.length) {
+      if (batches[i]!.firstIndex !== prev.firstIndex + prev.count) {
         throw new CustodyError('STORAGE_CORRUPT', `The journal in ${dir} has a gap before index ${batches[i]!.firstIndex}.`);
       }
     }
@@ -143,9 +129,8 @@ export class Journal {
     const aad = Buffer.concat([data.subarray(off, off + REC_HEADER), segHeader, this.context]);
     const plain = decryptWithDek(dek, data.subarray(off + REC_HEADER, off + REC_HEADER + len), aad);
     if (!plain) return null;
-    const entries = decodeEntries(plain, count);
-    if (!entries) return null;
-    return { batch: { firstIndex: Number(first), entries }, next: off + REC_HEADER + len };
+    if (!holdsEntries(plain, count)) return null;
+    return { batch: { firstIndex: Number(first), count, plain }, next: off + REC_HEADER + len };
   }
 
   private async startSegment(firstIndex: number): Promise<void> {
@@ -169,37 +154,44 @@ export class Journal {
   }
 
   /**
-   * Appends one batch and returns once it is durable (fdatasync). On failure (disk full, I/O
-   * error) the segment is cut back to where it was, so nothing half-written stays behind.
-   * Callers must not run two appends at once.
+   * Appends one batch (`count` entries, encoded in `groups`) and returns once it is durable
+   * (fdatasync). The groups are encrypted as one stream and written with one writev, without
+   * concatenating them. On failure (disk full, I/O error) the segment is cut back to where it
+   * was, so nothing half-written stays behind. Callers must not run two appends at once.
    */
-  async append(firstIndex: number, entries: Buffer[]): Promise<void> {
+  async append(firstIndex: number, count: number, groups: Buffer[]): Promise<void> {
     try {
       if (!this.fh) await this.startSegment(firstIndex);
       const seg = this.segments[this.segments.length - 1]!;
       if (seg.endIndex !== firstIndex) throw new Error(`journal: append at ${firstIndex}, expected ${seg.endIndex}`);
+      let plainLen = 0;
+      for (const g of groups) plainLen += g.length;
       const header = Buffer.allocUnsafe(REC_HEADER);
       REC_MAGIC.copy(header, 0);
       header.writeBigUInt64BE(BigInt(firstIndex), 4);
-      header.writeUInt32BE(entries.length, 12);
-      const plain = encodeEntries(entries);
-      header.writeUInt32BE(plain.length + 28, 16);
-      const sealed = encryptWithDek(this.dek!, plain, Buffer.concat([header, this.segHeader!, this.context]));
-      const rec = Buffer.concat([header, sealed]);
+      header.writeUInt32BE(count, 12);
+      header.writeUInt32BE(plainLen + 28, 16);
+      const iv = randomBytes(12);
+      const c = createCipheriv('aes-256-gcm', this.dek!, iv);
+      c.setAAD(Buffer.concat([header, this.segHeader!, this.context]));
+      const parts: Buffer[] = [header, iv];
+      for (const g of groups) parts.push(c.update(g));
+      parts.push(c.final(), c.getAuthTag());
+      const recLen = REC_HEADER + plainLen + 28;
       const at = this.segBytes;
       try {
-        let off = 0;
-        while (off < rec.length) {
-          const { bytesWritten } = await this.fh!.write(rec, off, rec.length - off, at + off);
-          off += bytesWritten;
+        let written = 0;
+        while (written < recLen) {
+          const { bytesWritten } = await this.fh!.writev(written === 0 ? parts : remaining(parts, written), at + written);
+          written += bytesWritten;
         }
         await this.fh!.datasync();
       } catch (e) {
         await this.fh!.truncate(at).catch(() => undefined);
         throw e;
       }
-      this.segBytes += rec.length;
-      seg.endIndex = firstIndex + entries.length;
+      this.segBytes += recLen;
+      seg.endIndex = firstIndex + count;
     } catch (e) {
       throw storageError(e, 'append to the journal');
     }
@@ -225,6 +217,20 @@ export class Journal {
     await this.fh?.close();
     this.fh = null;
   }
+}
+
+/** The unwritten rest of `parts` after a short write of `done` bytes. */
+function remaining(parts: Buffer[], done: number): Buffer[] {
+  const out: Buffer[] = [];
+  for (const p of parts) {
+    if (done >= p.length) {
+      done -= p.length;
+      continue;
+    }
+    out.push(done > 0 ? p.subarray(done) : p);
+    done = 0;
+  }
+  return out;
 }
 
 /** Maps an OS error to the API's error: a full disk or failing device is a 503, not a crash. */

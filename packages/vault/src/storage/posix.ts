@@ -94,11 +94,14 @@ export class PosixLogStore {
     return { path: this.pathOf(t), data: t.data };
   }
 
-  bundleWrite(index: number, entries: Uint8Array[]): PendingWrite {
-    const width = entries.length;
+  /**
+   * A sealed bundle of `width` entries, given as encoded pieces (uint16 length ‖ bytes each,
+   * the C2SP bundle encoding) that are encrypted as one stream.
+   */
+  bundleWrite(index: number, encoded: Uint8Array[], width: number): PendingWrite {
     return {
       path: this.pathOf({ level: 'entries', index, width }),
-      data: seal(this.keys.activeKek, this.bundleContext(index, width), encodeBundle(entries)),
+      data: seal(this.keys.activeKek, this.bundleContext(index, width), encoded),
     };
   }
 

@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { Journal } from '../../src/storage/journal.js';
+import { encodeBundle, decodeBundle } from '@custody/verify';
 import { CustodyError } from '../../src/errors.js';
 import type { Kek } from '../../src/crypto/aead.js';
 
@@ -25,30 +26,30 @@ async function fresh() {
 
 test('batches replay in order after reopening', async () => {
   const { dir, journal } = await fresh();
-  await journal.append(0, entries(3, 'a'));
-  await journal.append(3, entries(100, 'b'));
-  await journal.append(103, entries(1, 'c'));
+  await journal.append(0, 3, [Buffer.from(encodeBundle(entries(3, 'a')))]);
+  await journal.append(3, 100, [Buffer.from(encodeBundle(entries(100, 'b')))]);
+  await journal.append(103, 1, [Buffer.from(encodeBundle(entries(1, 'c')))]);
   await journal.close();
   const { batches } = await Journal.open(dir, () => kek, lookup, 'test/log');
-  assert.deepEqual(batches.map((b) => [b.firstIndex, b.entries.length]), [[0, 3], [3, 100], [103, 1]]);
-  assert.deepEqual(batches[1]!.entries[42], entries(100, 'b')[42]);
+  assert.deepEqual(batches.map((b) => [b.firstIndex, b.count]), [[0, 3], [3, 100], [103, 1]]);
+  assert.deepEqual(Buffer.from(decodeBundle(batches[1]!.plain, 100)[42]!), entries(100, 'b')[42]);
   rmSync(dir, { recursive: true });
 });
 
 test('a torn tail (a write that never finished, never acknowledged) is cut, and appends continue', async () => {
   for (const cut of [1, 7, 19, 50]) {
     const { dir, journal } = await fresh();
-    await journal.append(0, entries(10, 'a'));
-    await journal.append(10, entries(10, 'b'));
+    await journal.append(0, 10, [Buffer.from(encodeBundle(entries(10, 'a')))]);
+    await journal.append(10, 10, [Buffer.from(encodeBundle(entries(10, 'b')))]);
     await journal.close();
     const seg = join(dir, readdirSync(dir).find((f) => f.endsWith('.wal'))!);
     truncateSync(seg, statSync(seg).size - cut);
     const r = await Journal.open(dir, () => kek, lookup, 'test/log');
     assert.deepEqual(r.batches.map((b) => b.firstIndex), [0], `cut ${cut}`);
-    await r.journal.append(10, entries(5, 'c'));
+    await r.journal.append(10, 5, [Buffer.from(encodeBundle(entries(5, 'c')))]);
     await r.journal.close();
     const again = await Journal.open(dir, () => kek, lookup, 'test/log');
-    assert.deepEqual(again.batches.map((b) => [b.firstIndex, b.entries.length]), [[0, 10], [10, 5]]);
+    assert.deepEqual(again.batches.map((b) => [b.firstIndex, b.count]), [[0, 10], [10, 5]]);
     await again.journal.close();
     rmSync(dir, { recursive: true });
   }
@@ -56,11 +57,11 @@ test('a torn tail (a write that never finished, never acknowledged) is cut, and 
 
 test('damage before the tail is refused: acknowledged entries would be lost', async () => {
   const { dir, journal } = await fresh();
-  await journal.append(0, entries(10, 'a'));
+  await journal.append(0, 10, [Buffer.from(encodeBundle(entries(10, 'a')))]);
   await journal.close();
   // a second segment makes the first one "not the last"
   const r = await Journal.open(dir, () => kek, lookup, 'test/log');
-  await r.journal.append(10, entries(10, 'b'));
+  await r.journal.append(10, 10, [Buffer.from(encodeBundle(entries(10, 'b')))]);
   await r.journal.close();
   const segs = readdirSync(dir).filter((f) => f.endsWith('.wal')).sort();
   assert.equal(segs.length, 2);
@@ -74,7 +75,7 @@ test('damage before the tail is refused: acknowledged entries would be lost', as
 
 test('the journal is encrypted at rest', async () => {
   const { dir, journal } = await fresh();
-  await journal.append(0, [Buffer.from('SECRET-RECORD-CONTENT')]);
+  await journal.append(0, 1, [Buffer.from(encodeBundle([Buffer.from('SECRET-RECORD-CONTENT')]))]);
   await journal.close();
   for (const f of readdirSync(dir)) assert.ok(!readFileSync(join(dir, f)).includes('SECRET-RECORD-CONTENT'));
   const wrong: Kek = { id: 1, key: randomBytes(32) };
@@ -84,10 +85,10 @@ test('the journal is encrypted at rest', async () => {
 
 test('trim drops segments the checkpoint covers', async () => {
   const { dir, journal } = await fresh();
-  await journal.append(0, entries(10, 'a'));
+  await journal.append(0, 10, [Buffer.from(encodeBundle(entries(10, 'a')))]);
   await journal.close();
   const r = await Journal.open(dir, () => kek, lookup, 'test/log');
-  await r.journal.append(10, entries(10, 'b'));
+  await r.journal.append(10, 10, [Buffer.from(encodeBundle(entries(10, 'b')))]);
   await r.journal.trim(10);
   assert.deepEqual(readdirSync(dir).filter((f) => f.endsWith('.wal')), ['0000000000000010.wal']);
   await r.journal.close();
