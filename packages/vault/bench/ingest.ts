@@ -22,6 +22,9 @@ import { pgBaseline, findPgBin, type PgResult, type PgRecordType, type PgChainMo
 import { fileBaseline, type FileResult } from './file.js';
 import { installExitHandlers, runCleanups, tempDir, dropTempDir, procMemory, describeMachine, syncDisks, backgroundLoad, int, fixed } from './util.js';
 
+/** The node flags Custody's server is started with (package.json start script, bin/custody.js shebang). */
+const SERVER_NODE_FLAGS = '--max-semi-space-size=8';
+
 const here = dirname(fileURLToPath(import.meta.url)); // packages/vault/dist/bench
 const vaultDir = resolve(here, '..', '..');
 const repoRoot = resolve(vaultDir, '..', '..');
@@ -45,7 +48,6 @@ interface Options {
   skipVerify: boolean;
   skipGo: boolean;
   cpuProf: string | null;
-  instrument: boolean;
   waitQuietS: number;
   serverLog: string | null;
   serverNodeArgs: string[];
@@ -74,11 +76,10 @@ const HELP = `Usage: npm run bench -- [options]          (or node packages/vault
   --skip-custody --skip-pg --skip-file --skip-verify --skip-go   leave a part out
   --cpu-prof DIR          run the server with --cpu-prof during ingest; the profile lands in
                           DIR (summarise it with dist/bench/profile-summary.js)
-  --instrument            run the server under dist/bench/instrumented-serve.js during ingest
                           and report wall/CPU time per sequencer stage
   --wait-quiet S          wait up to S seconds for other processes to leave the CPUs idle
                           (< 0.25 cores busy) before starting            (BENCH_WAIT_QUIET, 0)
-  --server-node-args "A B"  extra node flags for the server during ingest, e.g. "--trace-gc"
+  --server-node-args "A B"  node flags for the server during ingest (default: the flags custody runs with, "${SERVER_NODE_FLAGS}")
                           (space-separated)                              (BENCH_SERVER_NODE_ARGS)
   --server-log FILE       keep a copy of the server's stdout/stderr (pino log) in FILE
   --json                  print the results as JSON (progress still goes to stderr)
@@ -98,7 +99,7 @@ function parseOptions(argv: string[], env: NodeJS.ProcessEnv): Options {
     if (eq > 0) flags.set(a.slice(2, eq), a.slice(eq + 1));
     else {
       const name = a.slice(2);
-      const boolean = ['json', 'strict', 'skip-custody', 'skip-pg', 'skip-file', 'skip-verify', 'skip-go', 'pg-tune', 'instrument'].includes(name);
+      const boolean = ['json', 'strict', 'skip-custody', 'skip-pg', 'skip-file', 'skip-verify', 'skip-go', 'pg-tune'].includes(name);
       if (boolean) flags.set(name, true);
       else {
         const v = argv[++i];
@@ -107,7 +108,7 @@ function parseOptions(argv: string[], env: NodeJS.ProcessEnv): Options {
       }
     }
   }
-  const known = ['duration', 'warmup', 'baseline-duration', 'writers', 'batch', 'max-entries', 'poll-ms', 'rate', 'pg-record', 'pg-chain', 'pg-tune', 'skip-custody', 'skip-pg', 'skip-file', 'skip-verify', 'skip-go', 'cpu-prof', 'instrument', 'wait-quiet', 'server-log', 'server-node-args', 'json', 'strict'];
+  const known = ['duration', 'warmup', 'baseline-duration', 'writers', 'batch', 'max-entries', 'poll-ms', 'rate', 'pg-record', 'pg-chain', 'pg-tune', 'skip-custody', 'skip-pg', 'skip-file', 'skip-verify', 'skip-go', 'cpu-prof', 'wait-quiet', 'server-log', 'server-node-args', 'json', 'strict'];
   for (const k of flags.keys()) if (!known.includes(k)) throw new Error(`unknown option --${k} (see --help)`);
   const str = (flag: string, envName: string): string | undefined => {
     const f = flags.get(flag);
@@ -143,10 +144,10 @@ function parseOptions(argv: string[], env: NodeJS.ProcessEnv): Options {
     skipVerify: bool('skip-verify', 'BENCH_SKIP_VERIFY'),
     skipGo: bool('skip-go', 'BENCH_SKIP_GO'),
     cpuProf: str('cpu-prof', 'BENCH_CPU_PROF') ?? null,
-    instrument: bool('instrument', 'BENCH_INSTRUMENT'),
     waitQuietS: num('wait-quiet', 'BENCH_WAIT_QUIET', 0, 0, 3600),
     serverLog: str('server-log', 'BENCH_SERVER_LOG') ?? null,
-    serverNodeArgs: (str('server-node-args', 'BENCH_SERVER_NODE_ARGS') ?? '').split(/\s+/).filter(Boolean),
+    // The same node flags `npm start` and the `custody` command use (see packages/vault/bin/custody.js).
+    serverNodeArgs: (str('server-node-args', 'BENCH_SERVER_NODE_ARGS') ?? SERVER_NODE_FLAGS).split(/\s+/).filter(Boolean),
     json: bool('json', 'BENCH_JSON'),
     strict: bool('strict', 'BENCH_STRICT'),
   };
@@ -158,15 +159,6 @@ interface Target {
   shown: string;
   target: string;
   pass: boolean | null; // null: not measured
-}
-
-interface InstrumentReport {
-  seconds: number;
-  experiments?: string[];
-  eventLoopUtilization: number;
-  eventLoopDelayMs: { p50: number; p99: number; max: number };
-  memoryPeakMiB?: Record<string, number>;
-  stages: Record<string, { calls: number; syncMs: number; wallMs: number; maxSyncMs: number; maxWallMs: number; items: number }>;
 }
 
 interface Results {
@@ -181,7 +173,6 @@ interface Results {
     rss: { afterIngestMB: number; peakMB: number } | null;
     verify: { custody: VerifyRun | null; go: VerifyRun | null; goSkipped?: string };
     cpuProfile: string | null;
-    instrument: InstrumentReport | null;
   };
   postgres: PgResult | { skipped: string };
   file: FileResult | { skipped: string };
@@ -225,10 +216,8 @@ async function runCustody(o: Options, tpl: BatchTemplate[][], r: Results): Promi
     mkdirSync(o.cpuProf, { recursive: true });
     nodeArgs.push('--cpu-prof', `--cpu-prof-dir=${resolve(o.cpuProf)}`);
   }
-  const instrumentOut = join(dir, 'instrument.json');
-  const bin = o.instrument ? join(here, 'instrumented-serve.js') : custodyBin;
-  log(`starting custody serve (data ${dataDir})${o.cpuProf ? ' with --cpu-prof' : ''}${o.instrument ? ' instrumented' : ''}`);
-  let srv: ServerHandle = await startServer({ bin, dataDir, logFile, nodeArgs, env: o.instrument ? { BENCH_INSTRUMENT_OUT: instrumentOut } : {} });
+  log(`starting custody serve (data ${dataDir}, node ${nodeArgs.join(' ')})`);
+  let srv: ServerHandle = await startServer({ bin: custodyBin, dataDir, logFile, nodeArgs });
   try {
     log(`ingest: ${o.writers} writers × ${o.batch}-record batches, ${o.warmupS} s warm-up + ${o.durationS} s measured${o.rate > 0 ? `, offered load capped at ${int(o.rate)} entries/s` : ''}`);
     const ing = await ingest(srv, { writers: o.writers, warmupS: o.warmupS, durationS: o.durationS, maxEntries: o.maxEntries, pollMs: o.pollMs, rate: o.rate, templates: tpl }, log);
@@ -237,19 +226,12 @@ async function runCustody(o: Options, tpl: BatchTemplate[][], r: Results): Promi
     log(`ingest: ${int(ing.entriesPerSec)} entries/s; every acknowledged entry is in a checkpoint ${fixed(ing.catchUpSeconds, 2)} s after the last ack; VmHWM ${fixed(mb(m1.hwm))} MiB`);
     r.custody.rss = { afterIngestMB: mb(m1.hwm), peakMB: mb(m1.hwm) };
 
-    if (o.cpuProf || o.instrument || nodeArgs.length > 0) {
+    if (o.cpuProf) {
       await srv.stop();
       if (o.cpuProf) {
         const profiles = readdirSync(o.cpuProf).filter((f) => f.endsWith('.cpuprofile')).sort();
         r.custody.cpuProfile = profiles.length ? join(resolve(o.cpuProf), profiles[profiles.length - 1]!) : null;
         log(`server CPU profile of the ingest phase: ${r.custody.cpuProfile ?? '(none written)'}`);
-      }
-      if (o.instrument) {
-        try {
-          r.custody.instrument = JSON.parse(readFileSync(instrumentOut, 'utf8')) as InstrumentReport;
-        } catch (e) {
-          log(`no instrumentation output: ${(e as Error).message}`);
-        }
       }
       if (!o.skipVerify) {
         log('restarting the server (plain) for verification');
@@ -391,24 +373,6 @@ function report(r: Results): string {
   if ('entriesPerSec' in f) notes.push(`file: fdatasync p50 / p99 per batch (write + sync) ${fixed(f.syncMs.p50)} / ${fixed(f.syncMs.p99)} ms.`);
   if (vc) notes.push(`verify: wall time from spawn to exit over HTTP against the idle server; custody: ${vc.detail}.${vg ? ` Go: ${vg.detail.split('\n').pop()}` : ''}`);
   if (r.custody.cpuProfile) notes.push(`server CPU profile (ingest phase): ${r.custody.cpuProfile}`);
-  const ins = r.custody.instrument;
-  if (ins) {
-    lines.push(
-      ...(ins.experiments?.length ? [`WHAT-IF EXPERIMENTS APPLIED TO THE SERVER: ${ins.experiments.join(', ')}`] : []),
-      `server stages during ingest (instrumented; ${fixed(ins.seconds)} s of server life, event-loop utilisation ${fixed(ins.eventLoopUtilization * 100)}%, loop delay p50/p99/max ${fixed(ins.eventLoopDelayMs.p50)}/${fixed(ins.eventLoopDelayMs.p99)}/${fixed(ins.eventLoopDelayMs.max)} ms):`,
-      ...(ins.memoryPeakMiB ? [`memory peaks (process.memoryUsage, MiB): ${Object.entries(ins.memoryPeakMiB).map(([k, v]) => `${k} ${v}`).join(', ')}`] : []),
-      table([
-        ['stage', 'calls', 'items', 'loop-blocking ms (max)   wall ms total (avg, max)'],
-        ...Object.entries(ins.stages).map(([k, v]): [string, string, string, string] => [
-          k,
-          int(v.calls),
-          int(v.items),
-          `${int(v.syncMs).padStart(7)} (${int(v.maxSyncMs).padStart(4)})   ${int(v.wallMs).padStart(7)} (${fixed(v.wallMs / Math.max(1, v.calls)).padStart(6)}, ${int(v.maxWallMs).padStart(5)})`,
-        ]),
-      ]),
-      '',
-    );
-  }
   const missed = r.targets.filter((t) => t.pass === false).map((t) => t.figure);
   lines.push(...notes.map((n) => `- ${n}`), '', missed.length ? `MISSED: ${missed.join('; ')}` : 'All measured targets met.', '');
   return lines.join('\n');
@@ -430,7 +394,7 @@ async function main(): Promise<void> {
     machine: describeMachine(),
     options: o,
     workload: { writers: o.writers, batch: o.batch, avgRecordBytes: tpl.avgRecordBytes, avgBatchBytes: tpl.avgBatchBytes, distinctBatches: tpl.distinct },
-    custody: { ingest: null, rss: null, verify: { custody: null, go: null }, cpuProfile: null, instrument: null },
+    custody: { ingest: null, rss: null, verify: { custody: null, go: null }, cpuProfile: null },
     postgres: { skipped: 'not run' },
     file: { skipped: 'not run' },
     ratios: { custodyOverPostgres: NaN, custodyOverFile: NaN, verifyOverGo: NaN },

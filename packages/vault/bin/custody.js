@@ -1,5 +1,9 @@
-#!/usr/bin/env node
+#!/usr/bin/env -S node --max-semi-space-size=8
 // The `custody` command. The CLI itself is TypeScript compiled to dist/ by `npm run build`.
+// --max-semi-space-size=8: ingest makes short-lived garbage (request bodies, parsed JSON) at a
+// high rate; a smaller young generation collects it sooner and keeps the server's peak memory
+// down (npm run bench: ~440 MiB with node's default 16 MB, ~370 MiB with 8 MB, same throughput
+// within noise). `npm start` passes the same flag.
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 const main = new URL('../dist/src/cli/main.js', import.meta.url);

@@ -49,6 +49,7 @@ export interface VaultOptions {
   logger: Logger;
   checkpointIntervalMs?: number;
   maxPendingEntries?: number;
+  admissionTimeoutMs?: number;
   onPublish?: (log: string, cp: PublishedCheckpoint, stats: { entries: number; ms: number }) => void;
 }
 
@@ -174,6 +175,7 @@ export class Vault {
           logger: opts.logger,
           checkpointIntervalMs: opts.checkpointIntervalMs,
           maxPendingEntries: opts.maxPendingEntries,
+          admissionTimeoutMs: opts.admissionTimeoutMs,
           onPublish: opts.onPublish,
         });
         v.logs.set(row.name, seq);

@@ -54,7 +54,7 @@ program
   .addOption(dataOpt())
   .option('--host <addr>', 'address to listen on', '127.0.0.1')
   .option('--port <n>', 'port to listen on', intArg('--port', 0, 65535), 8700)
-  .option('--checkpoint-interval <ms>', 'longest wait before new entries are in a signed checkpoint', intArg('--checkpoint-interval', 10, 60000), 250)
+  .option('--checkpoint-interval <ms>', 'longest wait before new entries are in a signed checkpoint', intArg('--checkpoint-interval', 10, 60000), 100)
   .option('--prefix <prefix>', 'origin prefix, used only when initialising')
   .option('--regions <list>', 'comma-separated regions, used only when initialising')
   .option('--tls-cert <file>', 'PEM certificate: serve HTTPS')

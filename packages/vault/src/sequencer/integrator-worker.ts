@@ -44,7 +44,7 @@ async function run(): Promise<void> {
       busy = false;
       return;
     }
-    port.postMessage({ t: 'round', size: r.size, root: r.root, entries: r.entries });
+    port.postMessage({ t: 'round', ...r });
   } catch (e) {
     integ.abort();
     busy = false;

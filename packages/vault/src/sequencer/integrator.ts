@@ -43,6 +43,10 @@ export interface RoundResult {
   size: number;
   root: Uint8Array;
   entries: number;
+  /** Milliseconds spent hashing and sealing, and writing files durably. */
+  computeMs: number;
+  writeMs: number;
+  files: number;
 }
 
 interface Staged {
@@ -98,6 +102,7 @@ export class Integrator {
   async round(): Promise<RoundResult | null> {
     if (this.staged) throw new Error('integrator: a round is already staged');
     if (this.pendingCount === 0) return null;
+    const t0 = performance.now();
     const builder = this.builder.clone();
     let tail = [...this.tail];
     let tailCount = this.tailCount;
@@ -148,7 +153,9 @@ export class Integrator {
       partialKeys.add(k);
       if (!this.writtenPartials.has(k)) writes.push(this.store.tileWrite(t));
     }
+    const t1 = performance.now();
     await this.store.writeAll(writes);
+    const t2 = performance.now();
     // The tail must outlive the group buffers it points into.
     const ownTail = tailCount > 0 ? [Buffer.concat(tail)] : [];
     this.staged = {
@@ -161,7 +168,7 @@ export class Integrator {
       completed: completed.map((t) => ({ level: t.level, index: t.index })),
       partialKeys,
     };
-    return { size: this.size + take, root: builder.root(), entries: take };
+    return { size: this.size + take, root: builder.root(), entries: take, computeMs: t1 - t0, writeMs: t2 - t1, files: writes.length };
   }
 
   /** The staged round was published: adopt it and clean up what it made obsolete. */

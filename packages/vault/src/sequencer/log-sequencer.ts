@@ -67,8 +67,10 @@ export interface SequencerOptions {
   logger: Logger;
   /** Longest wait between new durable entries and the checkpoint that covers them. */
   checkpointIntervalMs?: number;
-  /** Back-pressure: refuse appends (PUSHBACK) when this many entries wait for integration. */
+  /** Back-pressure: new batches wait while this many entries wait for a checkpoint. */
   maxPendingEntries?: number;
+  /** How long a batch may wait for admission before PUSHBACK (503). */
+  admissionTimeoutMs?: number;
   /** Most entries one integration round takes. */
   maxRoundEntries?: number;
   onPublish?: (log: string, cp: PublishedCheckpoint, stats: { entries: number; ms: number }) => void;
@@ -82,6 +84,28 @@ interface QueuedAppend {
   reject: (e: unknown) => void;
 }
 
+/** Wakes every waiter when something happens (here: a checkpoint is published). */
+class Signal {
+  private waiters: Array<() => void> = [];
+  notify(): void {
+    const w = this.waiters;
+    this.waiters = [];
+    for (const f of w) f();
+  }
+  wait(timeoutMs: number): Promise<void> {
+    return new Promise((resolve) => {
+      const t = setTimeout(done, timeoutMs);
+      const self = this;
+      function done(): void {
+        clearTimeout(t);
+        self.waiters = self.waiters.filter((x) => x !== done);
+        resolve();
+      }
+      this.waiters.push(done);
+    });
+  }
+}
+
 export class LogSequencer {
   readonly name: string;
   readonly origin: string;
@@ -93,7 +117,9 @@ export class LogSequencer {
   private readonly h: Sha256;
   private readonly log: Logger;
   private readonly interval: number;
-  private readonly maxPending: number;
+  private readonly maxBacklog: number;
+  private readonly admissionTimeoutMs: number;
+  private readonly published$ = new Signal();
   private readonly maxRound: number;
 
   private journal!: Journal;
@@ -117,8 +143,9 @@ export class LogSequencer {
     this.verifier = parseVerifierKey(this.verifierKey);
     this.h = opts.hash;
     this.log = opts.logger.child({ log: opts.name });
-    this.interval = opts.checkpointIntervalMs ?? 250;
-    this.maxPending = opts.maxPendingEntries ?? 200_000;
+    this.interval = opts.checkpointIntervalMs ?? 100;
+    this.maxBacklog = opts.maxPendingEntries ?? 40_000;
+    this.admissionTimeoutMs = opts.admissionTimeoutMs ?? 10_000;
     this.maxRound = opts.maxRoundEntries ?? 65_536;
   }
 
@@ -264,9 +291,14 @@ export class LogSequencer {
       intervalMs: this.interval,
       maxRound: this.maxRound,
     };
-    const w = new Worker(new URL('./integrator-worker.js', import.meta.url), { workerData: init });
-    w.on('message', (m: { t: string; size?: number; root?: Uint8Array; entries?: number; code?: string; message?: string }) => {
-      if (m.t === 'round') this.onRound(m.size!, new Uint8Array(m.root!), m.entries!);
+    // A small young generation: the integrator's garbage is large sealed buffers, which are
+    // returned to the system only when their (young) wrappers are collected.
+    const w = new Worker(new URL('./integrator-worker.js', import.meta.url), { workerData: init, resourceLimits: { maxYoungGenerationSizeMb: 8 } });
+    w.on('message', (m: { t: string; size?: number; root?: Uint8Array; entries?: number; code?: string; message?: string; computeMs?: number; writeMs?: number; files?: number }) => {
+      if (m.t === 'round') {
+        this.log.debug({ entries: m.entries, computeMs: Math.round(m.computeMs!), writeMs: Math.round(m.writeMs!), files: m.files }, 'integration round written');
+        this.onRound(m.size!, new Uint8Array(m.root!), m.entries!);
+      }
       else if (m.t === 'error') {
         this.lastError = new CustodyError((m.code as CustodyError['code']) ?? 'INTERNAL', m.message ?? 'integration failed');
         this.log.error({ code: m.code, message: m.message }, 'integration failed; will retry');
@@ -294,14 +326,23 @@ export class LogSequencer {
     this.worker.postMessage({ t: 'append', first, count, buf: ab }, [ab]);
   }
 
-  /** Queues entries (encoded: uint16 length ‖ bytes each); resolves once they are durable. */
-  add(buf: Buffer, count: number): Promise<AppendResult> {
-    if (this.closed) return Promise.reject(new CustodyError('NOT_READY', `Log "${this.name}" is shutting down; retry in a moment.`));
-    if (!this.worker) return Promise.reject(this.lastError ?? new CustodyError('NOT_READY', `Log "${this.name}" cannot integrate; see /readyz.`));
-    if (this.pendingEntries + count > this.maxPending) {
-      return Promise.reject(
-        new CustodyError('PUSHBACK', `Log "${this.name}" has ${this.pendingEntries} entries waiting for integration; retry after a second.`, { retryAfter: 1 }),
-      );
+  /**
+   * Queues entries (encoded: uint16 length ‖ bytes each); resolves once they are durable.
+   * Back-pressure: while more than `maxBacklog` entries wait for a checkpoint, new batches wait
+   * for the integrator to catch up (this keeps ack → checkpoint latency and memory bounded);
+   * a batch that cannot be admitted within `admissionTimeoutMs` gets PUSHBACK (503).
+   */
+  async add(buf: Buffer, count: number): Promise<AppendResult> {
+    const started = Date.now();
+    for (;;) {
+      if (this.closed) throw new CustodyError('NOT_READY', `Log "${this.name}" is shutting down; retry in a moment.`);
+      if (!this.worker) throw this.lastError ?? new CustodyError('NOT_READY', `Log "${this.name}" cannot integrate; see /readyz.`);
+      const pending = this.pendingEntries;
+      if (pending === 0 || pending + count <= this.maxBacklog) break;
+      if (Date.now() - started > this.admissionTimeoutMs) {
+        throw new CustodyError('PUSHBACK', `Log "${this.name}" has ${pending} entries waiting for integration; retry after a second.`, { retryAfter: 1 });
+      }
+      await this.published$.wait(250);
     }
     return new Promise((resolve, reject) => {
       this.queue.push({ buf, count, resolve, reject });
@@ -367,6 +408,7 @@ export class LogSequencer {
     this.published = { size: N, root, text, publishedAt: Date.now() };
     this.lastError = null;
     this.worker?.postMessage({ t: 'published' });
+    this.published$.notify();
     const ready = this.waiters.filter((w) => w.size <= N);
     this.waiters = this.waiters.filter((w) => w.size > N);
     for (const w of ready) w.resolve(this.published);

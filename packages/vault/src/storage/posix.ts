@@ -33,7 +33,8 @@ async function readOrNull(path: string): Promise<Buffer | null> {
 
 export interface PendingWrite {
   path: string;
-  data: Uint8Array;
+  /** The bytes, or a function that makes them when the write starts (keeps memory bounded). */
+  data: Uint8Array | (() => Uint8Array);
 }
 
 export class PosixLogStore {
@@ -101,18 +102,18 @@ export class PosixLogStore {
   bundleWrite(index: number, encoded: Uint8Array[], width: number): PendingWrite {
     return {
       path: this.pathOf({ level: 'entries', index, width }),
-      data: seal(this.keys.activeKek, this.bundleContext(index, width), encoded),
+      data: () => seal(this.keys.activeKek, this.bundleContext(index, width), encoded),
     };
   }
 
   /** Writes files durably (each fsynced, then their directories). */
-  async writeAll(writes: PendingWrite[], concurrency = 32): Promise<void> {
+  async writeAll(writes: PendingWrite[], concurrency = 16): Promise<void> {
     try {
       let next = 0;
       const worker = async (): Promise<void> => {
         while (next < writes.length) {
           const w = writes[next++]!;
-          await writeFileDurable(w.path, w.data);
+          await writeFileDurable(w.path, typeof w.data === 'function' ? w.data() : w.data);
         }
       };
       await Promise.all(Array.from({ length: Math.min(concurrency, writes.length) }, worker));
