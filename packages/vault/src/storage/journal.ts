@@ -23,7 +23,7 @@ const SEG_MAGIC = Buffer.from('CJS1');
 const REC_MAGIC = Buffer.from('CJR1');
 const REC_HEADER = 20;
 const SEG_HEADER = 4 + SEALED_HEADER_SIZE;
-/** Start a new segment once the current one is this large and fully integrated. */
+/** Start a new segment once the current one is this large (old ones go once integrated). */
 const ROTATE_BYTES = 64 * 1024 * 1024;
 
 export interface JournalBatch {
@@ -56,11 +56,20 @@ export class Journal {
   private segBytes = 0;
   private segments: Segment[] = [];
   private readonly context: Buffer;
+  /** append, trim and close run one at a time (trim may close the segment append writes to). */
+  private chain: Promise<unknown> = Promise.resolve();
+
+  private serial<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.chain.then(fn, fn);
+    this.chain = run.catch(() => undefined);
+    return run;
+  }
 
   private constructor(
     private readonly dir: string,
     private readonly kek: () => Kek,
     origin: string,
+    private readonly rotateBytes: number,
   ) {
     this.context = Buffer.from(`journal ${origin}`);
   }
@@ -70,9 +79,9 @@ export class Journal {
    * Throws STORAGE_CORRUPT when a segment in the middle is damaged (acknowledged data would
    * be lost, so the operator must look).
    */
-  static async open(dir: string, kek: () => Kek, lookup: KekLookup, origin: string): Promise<{ journal: Journal; batches: JournalBatch[] }> {
+  static async open(dir: string, kek: () => Kek, lookup: KekLookup, origin: string, opts: { rotateBytes?: number } = {}): Promise<{ journal: Journal; batches: JournalBatch[] }> {
     await mkdir(dir, { recursive: true });
-    const j = new Journal(dir, kek, origin);
+    const j = new Journal(dir, kek, origin, opts.rotateBytes ?? ROTATE_BYTES);
     const names = (await readdir(dir)).filter((n) => /^[0-9]{16}\.wal$/.test(n)).sort();
     const batches: JournalBatch[] = [];
     for (let s = 0; s < names.length; s++) {
@@ -159,8 +168,16 @@ export class Journal {
    * concatenating them. On failure (disk full, I/O error) the segment is cut back to where it
    * was, so nothing half-written stays behind. Callers must not run two appends at once.
    */
-  async append(firstIndex: number, count: number, groups: Buffer[]): Promise<void> {
+  append(firstIndex: number, count: number, groups: Buffer[]): Promise<void> {
+    return this.serial(() => this.appendNow(firstIndex, count, groups));
+  }
+
+  private async appendNow(firstIndex: number, count: number, groups: Buffer[]): Promise<void> {
     try {
+      if (this.fh && this.segBytes > this.rotateBytes) {
+        await this.fh.close();
+        this.fh = null;
+      }
       if (!this.fh) await this.startSegment(firstIndex);
       const seg = this.segments[this.segments.length - 1]!;
       if (seg.endIndex !== firstIndex) throw new Error(`journal: append at ${firstIndex}, expected ${seg.endIndex}`);
@@ -197,25 +214,26 @@ export class Journal {
     }
   }
 
-  /** Drops segments wholly covered by the published checkpoint; rotates a large segment. */
-  async trim(integratedSize: number): Promise<void> {
-    const cur = this.segments[this.segments.length - 1];
-    if (cur && this.fh && this.segBytes > ROTATE_BYTES && cur.endIndex <= integratedSize) {
-      await this.fh.close();
-      this.fh = null;
-    }
+  /** Drops segments wholly covered by the published checkpoint (never the one being written). */
+  trim(integratedSize: number): Promise<void> {
+    return this.serial(() => this.trimNow(integratedSize));
+  }
+
+  private async trimNow(integratedSize: number): Promise<void> {
+    const active = this.fh ? this.segments[this.segments.length - 1] : undefined;
     const keep: Segment[] = [];
     for (const s of this.segments) {
-      const active = this.fh !== null && s === this.segments[this.segments.length - 1];
-      if (!active && s.endIndex <= integratedSize) await unlink(s.path).catch(() => undefined);
+      if (s !== active && s.endIndex <= integratedSize) await unlink(s.path).catch(() => undefined);
       else keep.push(s);
     }
     this.segments = keep;
   }
 
-  async close(): Promise<void> {
-    await this.fh?.close();
-    this.fh = null;
+  close(): Promise<void> {
+    return this.serial(async () => {
+      await this.fh?.close();
+      this.fh = null;
+    });
   }
 }
 

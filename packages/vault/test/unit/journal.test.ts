@@ -94,3 +94,25 @@ test('trim drops segments the checkpoint covers', async () => {
   await r.journal.close();
   rmSync(dir, { recursive: true });
 });
+
+test('segments rotate at their size limit and go once integrated; replay still sees everything left', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'custody-journal-'));
+  const { journal } = await Journal.open(dir, () => kek, lookup, 'test/log', { rotateBytes: 600 });
+  let at = 0;
+  for (let b = 0; b < 12; b++) {
+    await journal.append(at, 20, [Buffer.from(encodeBundle(entries(20, `r${b}`)))]);
+    at += 20;
+  }
+  const segs = () => readdirSync(dir).filter((f) => f.endsWith('.wal')).sort();
+  assert.ok(segs().length > 3, `rotated into ${segs().length} segments`);
+  await journal.trim(120);
+  const left = segs();
+  assert.ok(left.length < 12 && left.every((f) => Number(f.slice(0, 16)) + 0 >= 100), left.join(','));
+  await journal.close();
+  const again = await Journal.open(dir, () => kek, lookup, 'test/log');
+  const starts = again.batches.map((b) => b.firstIndex);
+  assert.ok(starts[0]! <= 120, 'every entry beyond the trimmed size is still there');
+  assert.equal(starts[starts.length - 1], 220);
+  await again.journal.close();
+  rmSync(dir, { recursive: true });
+});
