@@ -2,6 +2,7 @@
 import { readFileSync, openSync, writeSync, closeSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { pino } from 'pino';
+import { createSecureContext } from 'node:tls';
 import { CustodyError } from '../errors.js';
 import { Vault, initVault, isInitialised, type InitResult } from '../vault.js';
 import { buildServer, Metrics } from '../server/index.js';
@@ -66,15 +67,36 @@ function takeLock(dataDir: string): () => void {
   throw new CustodyError('CONFIG', `Could not lock ${dataDir}.`);
 }
 
+/** Reads and checks a PEM certificate and key for HTTPS; a clear error when they do not fit. */
+export function loadTls(certPath: string | undefined, keyPath: string | undefined): { key: Buffer; cert: Buffer } {
+  if (!certPath || !keyPath) throw new CustodyError('CONFIG', 'Give both --tls-cert and --tls-key (PEM files), or neither.');
+  let cert: Buffer;
+  let key: Buffer;
+  try {
+    cert = readFileSync(certPath);
+    key = readFileSync(keyPath);
+  } catch (e) {
+    throw new CustodyError('CONFIG', `Cannot read the TLS files: ${(e as Error).message}.`);
+  }
+  try {
+    createSecureContext({ cert, key });
+  } catch (e) {
+    throw new CustodyError('CONFIG', `The TLS certificate ${certPath} and key ${keyPath} cannot be used together (${(e as Error).message}); check that the key belongs to the certificate and both are PEM.`);
+  }
+  return { cert, key };
+}
+
 export async function serve(o: ServeOptions): Promise<void> {
   process.umask(0o077); // everything the vault writes is readable by its own user only
   const logger = pino({ level: o.logLevel ?? process.env.CUSTODY_LOG_LEVEL ?? 'info', redact: ['req.headers.authorization', 'headers.authorization'] });
   if (!isInitialised(o.data)) printInit(initVault(o.data, { prefix: o.prefix, regions: o.regions }), o.data);
   const release = takeLock(o.data);
   let https: { key: Buffer; cert: Buffer } | undefined;
-  if (o.tlsCert || o.tlsKey) {
-    if (!o.tlsCert || !o.tlsKey) throw new CustodyError('CONFIG', 'Give both --tls-cert and --tls-key (PEM files), or neither.');
-    https = { cert: readFileSync(o.tlsCert), key: readFileSync(o.tlsKey) };
+  try {
+    if (o.tlsCert || o.tlsKey) https = loadTls(o.tlsCert, o.tlsKey);
+  } catch (e) {
+    release();
+    throw e;
   }
   const metrics = new Metrics();
   let vault: Vault;
