@@ -18,7 +18,7 @@ import { VaultDb, type Role } from '../storage/db.js';
 import { createPrincipal } from '../auth/tokens.js';
 import { readConfig } from '../vault.js';
 import { nativeSha256 } from '../crypto/sha256.js';
-import { CustodyClient } from './client.js';
+import { CustodyClient, ApiError } from './client.js';
 import { HttpSource, DataDirSource, type LogSource } from './sources.js';
 import { verifyLog, type VerifyReport } from './verifier.js';
 import { TrustStore } from './trust.js';
@@ -116,14 +116,19 @@ export async function logsList(o: ClientFlags & { data?: string }): Promise<void
 
 // ---- append --------------------------------------------------------------------------
 
-async function* lines(files: string[]): AsyncGenerator<string> {
-  const inputs: Array<() => Readable> = files.length === 0 ? [() => process.stdin] : files.map((f) => () => {
+/** Non-blank input lines with where they came from (file and line number). */
+async function* lines(files: string[]): AsyncGenerator<{ line: string; where: string }> {
+  const inputs: Array<[string, () => Readable]> = files.length === 0 ? [['stdin', () => process.stdin]] : files.map((f) => [f, () => {
     const s = createReadStream(f);
     return f.endsWith('.gz') ? s.pipe(createGunzip()) : s;
-  });
-  for (const open of inputs) {
+  }]);
+  for (const [name, open] of inputs) {
     const rl = createInterface({ input: open(), crlfDelay: Infinity });
-    for await (const line of rl) if (line.trim() !== '') yield line;
+    let n = 0;
+    for await (const line of rl) {
+      n++;
+      if (line.trim() !== '') yield { line, where: `${name}:${n}` };
+    }
   }
 }
 
@@ -135,6 +140,7 @@ export async function append(files: string[], o: ClientFlags & { log: string; so
   if (o.wait) query.set('wait', 'checkpoint');
   const path = `/v1/logs/${encodeURIComponent(o.log)}/entries${query.size ? '?' + query : ''}`;
   let batch: string[] = [];
+  let origins: string[] = [];
   let bytes = 0;
   let sent = 0;
   let first: number | null = null;
@@ -143,7 +149,18 @@ export async function append(files: string[], o: ClientFlags & { log: string; so
   const bar = new ProgressBar('append', 0, !o.json);
   const post = async (): Promise<void> => {
     if (batch.length === 0) return;
-    const res = await c.request('POST', path, { body: batch.join('\n') + '\n', headers: { 'content-type': 'application/x-ndjson' } });
+    let res: Response;
+    try {
+      res = await c.request('POST', path, { body: batch.join('\n') + '\n', headers: { 'content-type': 'application/x-ndjson' } });
+    } catch (e) {
+      // Name the input lines, not the lines of the batch the server saw.
+      const bad = e instanceof ApiError ? (e.details as { lines?: Array<{ line: number; error: string }> } | undefined)?.lines : undefined;
+      if (e instanceof ApiError && bad) {
+        const mapped = bad.map((l) => ({ ...l, where: origins[l.line - 1] }));
+        throw new ApiError(e.status, e.code, `${e.message} Bad input lines: ${mapped.map((l) => `${l.where} (${l.error})`).join('; ')}.${sent > 0 ? ` The ${sent} records before this batch were appended.` : ''}`);
+      }
+      throw e;
+    }
     const r = (await res.json()) as { first: number; count: number; checkpoint?: string; receipts?: unknown[]; envelope?: unknown };
     first ??= r.first;
     last = r.first + r.count - 1;
@@ -152,10 +169,12 @@ export async function append(files: string[], o: ClientFlags & { log: string; so
     bar.setTotal(sent);
     bar.update(sent);
     batch = [];
+    origins = [];
     bytes = 0;
   };
-  for await (const line of lines(files)) {
+  for await (const { line, where } of lines(files)) {
     batch.push(line);
+    origins.push(where);
     bytes += Buffer.byteLength(line) + 1;
     if (batch.length >= o.batch || bytes >= 8 * 1024 * 1024) await post();
   }

@@ -206,7 +206,11 @@ try {
   await program.parseAsync(process.argv);
 } catch (e) {
   if (e instanceof CustodyError) fail(e.code, e.message);
-  else if (e instanceof ApiError) fail(e.code, `${e.message} (HTTP ${e.status})`);
+  else if (e instanceof ApiError) {
+    const lines = (e.details as { lines?: Array<{ line: number; error: string }> } | undefined)?.lines;
+    const where = lines?.length ? '\n' + lines.map((l) => `  line ${l.line} of the batch: ${l.error}`).join('\n') : '';
+    fail(e.code, `${e.message} (HTTP ${e.status})${where}`);
+  }
   else if (e instanceof VerifyError) fail(e.code, e.message);
   else {
     fail('INTERNAL', (e as Error)?.stack ?? String(e));

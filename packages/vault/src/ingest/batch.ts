@@ -50,7 +50,7 @@ export interface LineError {
 function refuse(errors: LineError[], total: number): never {
   throw new CustodyError(
     'BAD_JSON_LINES',
-    `${total} of the records are not valid JSON; nothing was appended. Fix the listed lines and send the batch again.`,
+    `${total} ${total === 1 ? 'record is' : 'records are'} not valid JSON; nothing was appended. Fix the listed lines and send the batch again.`,
     { lines: errors.slice(0, MAX_REPORTED), badLines: total },
   );
 }
