@@ -50,6 +50,9 @@ export interface VaultOptions {
   checkpointIntervalMs?: number;
   maxPendingEntries?: number;
   admissionTimeoutMs?: number;
+  /** Anonymous refusals recorded in full per address and kind per window; the rest are counted. */
+  auditFloodLimit?: number;
+  auditFloodWindowMs?: number;
   onPublish?: (log: string, cp: PublishedCheckpoint, stats: { entries: number; ms: number }) => void;
 }
 
@@ -146,6 +149,9 @@ export class Vault {
   readonly auth: Authenticator;
   private closing = false;
   private auditTimer: NodeJS.Timeout | null = null;
+  private readonly floods = new Map<string, { windowStart: number; count: number; suppressed: number; type: string; address: unknown }>();
+  private floodLimit = 10;
+  private floodWindowMs = 10_000;
 
   private constructor(
     readonly dataDir: string,
@@ -163,6 +169,8 @@ export class Vault {
     const keyring = Keyring.load(join(dataDir, 'keyring.json'));
     const db = new VaultDb(join(dataDir, 'custody.db'));
     const v = new Vault(dataDir, config, db, keyring, db.listLogs(), opts.logger);
+    v.floodLimit = opts.auditFloodLimit ?? 10;
+    v.floodWindowMs = opts.auditFloodWindowMs ?? 10_000;
     try {
       for (const row of v.logRows) {
         const seq = await LogSequencer.open({
@@ -185,7 +193,10 @@ export class Vault {
       await v.close();
       throw e;
     }
-    v.auditTimer = setInterval(() => void v.drainOfflineAudit().catch(() => undefined), 5_000);
+    v.auditTimer = setInterval(() => {
+      void v.drainOfflineAudit().catch(() => undefined);
+      void v.flushFloods(false).catch(() => undefined);
+    }, Math.min(5_000, v.floodWindowMs));
     v.auditTimer.unref();
     return v;
   }
@@ -253,6 +264,47 @@ export class Vault {
     }
   }
 
+  /**
+   * Records a refusal of a request that carried no valid identity. Per address and kind, the
+   * first `auditFloodLimit` in a window are recorded in full and the rest counted, then
+   * recorded as one "<type>.suppressed" event: a flood of bad requests cannot grow the audit log
+   * (and the disk) without bound, and the evidence of it is kept.
+   */
+  async auditAnonymous(event: { type: string; address?: unknown } & Record<string, unknown>): Promise<void> {
+    const key = `${event.type}|${String(event.address)}`;
+    const now = Date.now();
+    let f = this.floods.get(key);
+    if (f && now - f.windowStart >= this.floodWindowMs) {
+      await this.flushFlood(key, f, now);
+      f = undefined;
+    }
+    if (!f) {
+      if (this.floods.size >= 10_000) await this.flushFloods(true);
+      f = { windowStart: now, count: 0, suppressed: 0, type: event.type, address: event.address };
+      this.floods.set(key, f);
+    }
+    if (f.count < this.floodLimit) {
+      f.count++;
+      return this.audit(event);
+    }
+    f.suppressed++;
+  }
+
+  private async flushFlood(key: string, f: { windowStart: number; suppressed: number; type: string; address: unknown }, now: number): Promise<void> {
+    this.floods.delete(key);
+    if (f.suppressed > 0) {
+      await this.audit({ type: `${f.type}.suppressed`, address: f.address, count: f.suppressed, from: new Date(f.windowStart).toISOString(), to: new Date(now).toISOString() });
+    }
+  }
+
+  /** Records the counts of windows that have ended (or of all windows, with `all`). */
+  async flushFloods(all: boolean): Promise<void> {
+    const now = Date.now();
+    for (const [key, f] of [...this.floods]) {
+      if (all || now - f.windowStart >= this.floodWindowMs) await this.flushFlood(key, f, now);
+    }
+  }
+
   createPrincipal(p: { name: string; role: PrincipalRow['role']; logs?: string[] | null; createdBy: string }): { principal: PrincipalRow; token: string } {
     const r = createPrincipal(this.db, p, this.regionLogs());
     this.auth.reload();
@@ -267,6 +319,7 @@ export class Vault {
 
   async close(): Promise<void> {
     if (this.auditTimer) clearInterval(this.auditTimer);
+    await this.flushFloods(true).catch(() => undefined);
     this.closing = true;
     for (const s of this.logs.values()) {
       try {

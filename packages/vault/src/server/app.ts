@@ -77,7 +77,8 @@ async function tamperRoutes(app: FastifyInstance, opts: { vault: Vault }): Promi
     payload.on('error', () => done(null, undefined));
   });
   const tamper = async (req: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> => {
-    await opts.vault.audit({ type: 'tamper.attempt', kind: 'modify-log-data', ...auditContext(req) }).catch(() => undefined);
+    const event = { type: 'tamper.attempt', kind: 'modify-log-data', ...auditContext(req) };
+    await (req.principal ? opts.vault.audit(event) : opts.vault.auditAnonymous(event)).catch(() => undefined);
     reply.header('Allow', /^\/v1\/logs\/[^/]+\/entries\/?$/.test(req.url.split('?')[0]!) ? 'POST' : 'GET');
     return sendError(reply, new CustodyError('METHOD_NOT_ALLOWED', `Records in Custody cannot be changed or deleted; ${req.method} is refused and the attempt was recorded.`));
   };

@@ -44,7 +44,7 @@ export function registerAuth(app: FastifyInstance, vault: Vault): void {
     if (!req.principal) {
       const revoked = token !== null && vault.auth.isRevoked(token);
       const reason = token === null ? 'no token' : revoked ? 'revoked token' : 'unknown token';
-      await vault.audit({ type: 'auth.failed', reason, ...auditContext(req) }).catch(() => undefined);
+      await vault.auditAnonymous({ type: 'auth.failed', reason, ...auditContext(req) }).catch(() => undefined);
       return sendError(
         reply,
         new CustodyError(

@@ -19,12 +19,12 @@ export interface InProcVault {
   close(): Promise<void>;
 }
 
-export async function startInProc(opts: { checkpointIntervalMs?: number; regions?: string[]; maxPendingEntries?: number; admissionTimeoutMs?: number } = {}): Promise<InProcVault> {
+export async function startInProc(opts: { checkpointIntervalMs?: number; regions?: string[]; maxPendingEntries?: number; admissionTimeoutMs?: number; auditFloodLimit?: number; auditFloodWindowMs?: number } = {}): Promise<InProcVault> {
   const dataDir = mkdtempSync(join(tmpdir(), 'custody-test-'));
   const init = initVault(dataDir, { regions: opts.regions });
   const tok = (role: string): string => init.tokens.find((t) => t.role === role)!.token;
   const logger = pino({ level: 'silent' });
-  const vault = await Vault.open(dataDir, { logger, checkpointIntervalMs: opts.checkpointIntervalMs ?? 20, maxPendingEntries: opts.maxPendingEntries, admissionTimeoutMs: opts.admissionTimeoutMs });
+  const vault = await Vault.open(dataDir, { logger, checkpointIntervalMs: opts.checkpointIntervalMs ?? 20, maxPendingEntries: opts.maxPendingEntries, admissionTimeoutMs: opts.admissionTimeoutMs, auditFloodLimit: opts.auditFloodLimit, auditFloodWindowMs: opts.auditFloodWindowMs });
   const app = await buildServer({ vault, logger });
   await app.ready();
   return {
