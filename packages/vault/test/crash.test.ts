@@ -30,22 +30,13 @@ import {
   verifyJson,
   waitForCheckpoint,
   type ServerHandle,
+  prng,
 } from './support/server.js';
 
 const ROUNDS = Number(process.env.CRASH_ROUNDS ?? 12);
 const WRITERS = 4;
 const INTERVALS = [10, 50, 250]; // --checkpoint-interval per round: kills land in different phases
 
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** C2SP tile index: 3-digit groups, all but the last prefixed with "x". */
 function tileIndex(n: number): string {

@@ -24,6 +24,7 @@ import {
   waitForCheckpoint,
   type LogListing,
   type ServerHandle,
+  prng,
 } from './support/server.js';
 
 const BATCH = 2_000;
@@ -34,17 +35,6 @@ const MIDWAY = BATCH * MIDWAY_BATCHES;
 const WRITERS = 4;
 const AUDIT_EVENTS = 300; // > 256: the audit log gets a full tile too
 
-/** Small deterministic PRNG (mulberry32), so the corpus is the same on every run. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const HOSTS = ['web-01', 'web-02', 'api-eu-1', 'api-us-3', 'bastion', 'db-primary', 'k8s-node-17'];
 const ACTIONS = ['user.login', 'user.logout', 'user.mfa.challenge', 'file.read', 'policy.change', 'process.start', 'network.connect', 'sudo.exec'];

@@ -408,23 +408,19 @@ export function runProcess(cmd: string, args: string[], env: NodeJS.ProcessEnv =
 
 // ---- `custody verify --json` ----------------------------------------------------------------
 
-export interface VerifyProblem {
-  kind: string;
-  where: string;
-  message: string;
-}
-export interface VerifyLogReport {
-  log: string;
-  origin: string;
-  ok: boolean;
-  size: number;
-  rootHash: string | null;
-  resumedFrom: number;
-  trustedBefore: number | null;
-  entriesChecked: number;
-  tilesChecked: number;
-  problems: VerifyProblem[];
-  verifierKey: string;
+import type { Problem as VerifyProblem, VerifyReport as VerifyLogReport } from '../../src/cli/verifier.js';
+export type { VerifyProblem, VerifyLogReport };
+
+/** Small deterministic PRNG (mulberry32), so a test's corpus and timings repeat from a seed. */
+export function prng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
 }
 export interface VerifyJson {
   ok: boolean;
