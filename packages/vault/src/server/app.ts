@@ -31,6 +31,8 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
     bodyLimit: 1024 * 1024,
     trustProxy: false,
     return503OnClosing: true,
+    // A client must send its whole request within this time (slow-body attacks hold sockets).
+    requestTimeout: 120_000,
     ...(opts.https ? { https: opts.https } : {}),
   }) as unknown as FastifyInstance;
 
