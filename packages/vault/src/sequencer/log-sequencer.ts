@@ -241,6 +241,8 @@ export class LogSequencer {
     if (text !== null && (!state || state.size < size)) db.setLogState(name, size, text);
     if (text === null) this.publishEmpty(); // an empty log still has a signed checkpoint
 
+    const swept = await this.store.sweepTemporaryFiles(size);
+    if (swept > 0) this.log.info({ swept }, 'removed temporary files left by an interrupted write');
     const { journal, batches } = await Journal.open(join(this.opts.dir, 'journal'), () => this.opts.keys.activeKek, this.opts.keys.lookup, this.origin);
     this.journal = journal;
     this.startWorker({ size, partial, tail: tail.length > 0 ? Buffer.from(encodeBundle(tail)) : Buffer.alloc(0) });

@@ -139,6 +139,39 @@ export class PosixLogStore {
     await rm(dir, { recursive: true, force: true });
   }
 
+  /**
+   * Removes temporary files a crash left behind (`.<name>.<hex>.tmp`, never served). Integration
+   * writes only at the right edge of the tree, so only the directories at and just after the
+   * edge of a tree of `size` entries, and the checkpoint's directory, can hold any.
+   */
+  async sweepTemporaryFiles(size: number): Promise<number> {
+    const TMP = /^\..+\.[0-9a-f]{12}\.tmp$/;
+    const dirs = new Set<string>([this.treeDir]);
+    const levels: Array<number | 'entries'> = ['entries'];
+    for (let l = 0; l === 0 || size >= 256 ** l; l++) levels.push(l);
+    for (const level of levels) {
+      const edge = Math.floor(size / (level === 'entries' ? 256 : 256 ** (level + 1)));
+      for (const i of [edge, edge + 256]) dirs.add(dirname(this.pathOf({ level, index: i, width: 256 })));
+    }
+    let removed = 0;
+    const sweep = async (dir: string, deeper: boolean): Promise<void> => {
+      let names: string[];
+      try {
+        names = await readdir(dir);
+      } catch {
+        return;
+      }
+      for (const n of names) {
+        if (TMP.test(n)) {
+          await unlink(join(dir, n)).catch(() => undefined);
+          removed++;
+        } else if (deeper && n.endsWith('.p')) await sweep(join(dir, n), false);
+      }
+    };
+    for (const d of dirs) await sweep(d, true);
+    return removed;
+  }
+
   // --- blobs: records larger than one entry allows -------------------------------------
 
   blobPath(sha256hex: string): string {
