@@ -12,7 +12,7 @@ import { existsSync, mkdirSync, readFileSync, chmodSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
-import { Ed25519NoteSigner } from '@custody/verify';
+import { Ed25519NoteSigner, hashLeaf } from '@custody/verify';
 import { CustodyError } from './errors.js';
 import { Keyring } from './crypto/keyring.js';
 import { nativeSha256 } from './crypto/sha256.js';
@@ -20,7 +20,7 @@ import { VaultDb, type LogRow, type PrincipalRow } from './storage/db.js';
 import { writeFileAtomicSync } from './storage/atomic.js';
 import { LogSequencer, type PublishedCheckpoint } from './sequencer/log-sequencer.js';
 import { Authenticator, createPrincipal } from './auth/tokens.js';
-import { encodeEnvelopes, splitEncoded, envelopePrefix, inlineLimit, checkField, leafHashOf, saltOf, MAX_RECORD_SIZE } from './log/entry.js';
+import { encodeEnvelopes, splitEncoded, envelopePrefix, inlineLimit, checkField, saltOf, MAX_RECORD_SIZE } from './log/entry.js';
 
 export const AUDIT_LOG = 'audit';
 const REGION_RE = /^[a-z0-9][a-z0-9-]{0,62}$/;
@@ -247,7 +247,7 @@ export class Vault {
     }
     const buf = encodeEnvelopes(prefix, records, blobs);
     // Receipt material is taken now: the buffer moves to the integrator thread once durable.
-    const receipts = opts.receipts ? splitEncoded(buf).map((e) => ({ leafHash: leafHashOf(e), salt: saltOf(e) })) : undefined;
+    const receipts = opts.receipts ? splitEncoded(buf).map((e) => ({ leafHash: hashLeaf(e, nativeSha256), salt: saltOf(e) })) : undefined;
     const { first, count } = await seq.add(buf, records.length);
     return { first, count, received, receipts };
   }

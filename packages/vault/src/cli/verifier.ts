@@ -13,6 +13,7 @@ import {
   toBase64,
   fromBase64,
   bytesEqual,
+  hashLeaf,
   type Checkpoint,
   type Sha256,
 } from '@custody/verify';
@@ -78,12 +79,6 @@ class Problems {
   get fatal(): boolean {
     return this.list.length >= MAX_PROBLEMS;
   }
-}
-
-function leafHash(h: Sha256, entry: Uint8Array): Uint8Array {
-  const b = new Uint8Array(entry.length + 1);
-  b.set(entry, 1);
-  return h(b);
 }
 
 /** A sliding window of fetches so the network or disk is never idle. */
@@ -249,7 +244,7 @@ export async function verifyLog(source: LogSource, info: LogInfo, opts: VerifyOp
         } catch (err) {
           problems.add('ENTRY_MALFORMED', `entry ${index}`, `Entry ${index} (in ${where}) is not a valid envelope of this log: ${(err as Error).message}`);
         }
-        leaves.push(leafHash(h, e));
+        leaves.push(hashLeaf(e, h));
       }
     } catch (e) {
       if (e instanceof SourceError) {

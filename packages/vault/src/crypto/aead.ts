@@ -70,13 +70,6 @@ export function unwrapDek(header: Uint8Array, lookup: KekLookup, what: string): 
   return { dek, flags: h[5] ?? 0 };
 }
 
-/** Encrypts with an already generated DEK (the journal reuses one DEK per segment). */
-export function encryptWithDek(dek: Buffer, plaintext: Uint8Array, aad: Buffer): Buffer {
-  const iv = randomBytes(12);
-  const { ct, tag } = gcmEncrypt(dek, iv, plaintext, aad);
-  return Buffer.concat([iv, ct, tag]);
-}
-
 export function decryptWithDek(dek: Buffer, sealed: Uint8Array, aad: Buffer): Buffer | null {
   if (sealed.length < 28) return null;
   const s = Buffer.from(sealed.buffer, sealed.byteOffset, sealed.byteLength);

@@ -1,4 +1,4 @@
-export { seal, open, wrapDek, unwrapDek, encryptWithDek, decryptWithDek, SEALED_HEADER_SIZE, SEALED_OVERHEAD } from './aead.js';
+export { seal, open, wrapDek, unwrapDek, decryptWithDek, SEALED_HEADER_SIZE, SEALED_OVERHEAD } from './aead.js';
 export type { Kek, KekLookup } from './aead.js';
 export { Keyring, LogKeys } from './keyring.js';
 export { nativeSha256 } from './sha256.js';

@@ -15,7 +15,7 @@
  * The salt makes every leaf hash unguessable, so nobody can confirm a guessed record from
  * the public tiles, and a record can later be shredded while its leaf hash stays valid.
  */
-import { randomFillSync, createHash } from 'node:crypto';
+import { randomFillSync } from 'node:crypto';
 import { CustodyError } from '../errors.js';
 
 export const ENTRY_MAGIC = 'custody-entry/v1';
@@ -166,12 +166,6 @@ export function parseEntry(bytes: Uint8Array): ParsedEntry {
     blob,
   };
 }
-
-/** RFC 6962 leaf hash of an entry: SHA-256(0x00 ‖ entry). */
-export function leafHashOf(entry: Uint8Array): Uint8Array {
-  return createHash('sha256').update(LEAF_PREFIX).update(entry).digest();
-}
-const LEAF_PREFIX = Buffer.from([0]);
 
 /** The base64 salt of a well-formed entry (its header is fixed up to the salt line). */
 export function saltOf(entry: Buffer): string {

@@ -22,6 +22,7 @@ import {
   verifyConsistency,
   tileNodeReader,
   signNote,
+  hashLeaf,
   decodeBundle,
   encodeBundle,
   toBase64,
@@ -232,7 +233,7 @@ export class LogSequencer {
       if (!b) throw new CustodyError('STORAGE_CORRUPT', `The last entry bundle of log "${name}" is missing.`);
       tail = decodeBundle(b, w0);
       for (let i = 0; i < w0; i++) {
-        if (!bytesEqual(this.leafHash(tail[i]!), partial[0]![i]!)) {
+        if (!bytesEqual(hashLeaf(tail[i]!, this.h), partial[0]![i]!)) {
           throw new CustodyError('STORAGE_CORRUPT', `Entry ${size - w0 + i} of log "${name}" does not match its leaf hash.`);
         }
       }
@@ -275,13 +276,6 @@ export class LogSequencer {
       this.next = end;
     }
     return replayed;
-  }
-
-  private leafHash(entry: Uint8Array): Uint8Array {
-    const buf = Buffer.allocUnsafe(entry.length + 1);
-    buf[0] = 0;
-    buf.set(entry, 1);
-    return this.h(buf);
   }
 
   private startWorker(state: { size: number; partial: Uint8Array[][]; tail: Buffer }): void {

@@ -13,12 +13,13 @@ import {
   treeRoot,
   toBase64,
   formatProofFile,
+  hashLeaf,
   VerifyError,
   type TileId,
 } from '@custody/verify';
 import { CustodyError } from '../errors.js';
 import type { Vault } from '../vault.js';
-import { parseEntry, leafHashOf } from '../log/entry.js';
+import { parseEntry } from '../log/entry.js';
 import { nativeSha256 } from '../crypto/sha256.js';
 
 const AUDITOR = { roles: ['auditor' as const] };
@@ -81,7 +82,7 @@ export async function readRoutes(app: FastifyInstance, opts: { vault: Vault }): 
     const entry = decodeBundle(bundle, width)[index - k * 256]!;
     const parsed = parseEntry(entry);
     const record = parsed.blob ? await s.store.readBlob(parsed.blob.sha256) : parsed.record!;
-    const leafHash = leafHashOf(entry);
+    const leafHash = hashLeaf(entry, nativeSha256);
     const proof = proveInclusion(index, cp.size, s.nodeReader(cp.size), nativeSha256);
     const text = isUtf8(record);
     return {
