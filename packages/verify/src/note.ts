@@ -249,48 +249,52 @@ function checkSeed(seed: unknown): Uint8Array {
   return copyBytes(checkBytes('Ed25519 seed', seed, 32));
 }
 
-/** Signs note bodies with Ed25519 (signed-note type 0x01). */
-export class Ed25519NoteSigner {
+/** An Ed25519 signing key with its signed-note name, type, key ID and verifier key. */
+abstract class Ed25519Key {
   readonly name: string;
   readonly publicKey: Uint8Array;
   readonly keyId: number;
   readonly verifierKey: string;
   readonly #seed: Uint8Array;
 
-  constructor(name: string, seed: Uint8Array) {
+  protected constructor(
+    name: string,
+    seed: Uint8Array,
+    private readonly type: number,
+  ) {
     if (!isValidKeyName(name)) fail('INVALID_ARGUMENT', `invalid key name ${describe(name)}`);
     this.#seed = checkSeed(seed);
     this.name = name;
     this.publicKey = ed25519.getPublicKey(this.#seed);
-    this.keyId = keyId(name, KEY_TYPE_ED25519, this.publicKey);
-    this.verifierKey = verifierKeyString(name, this.publicKey, KEY_TYPE_ED25519);
+    this.keyId = keyId(name, type, this.publicKey);
+    this.verifierKey = verifierKeyString(name, this.publicKey, type);
+  }
+
+  protected signBytes(message: Uint8Array): Uint8Array {
+    return ed25519.sign(message, this.#seed);
+  }
+
+  verifier(): NoteVerifier {
+    return makeVerifier(this.name, this.type, this.publicKey);
+  }
+}
+
+/** Signs note bodies with Ed25519 (signed-note type 0x01). */
+export class Ed25519NoteSigner extends Ed25519Key {
+  constructor(name: string, seed: Uint8Array) {
+    super(name, seed, KEY_TYPE_ED25519);
   }
 
   sign(body: string): NoteSignature {
     checkBody(body);
-    return { name: this.name, keyId: this.keyId, signature: ed25519.sign(utf8Encode(body), this.#seed) };
-  }
-
-  verifier(): NoteVerifier {
-    return makeVerifier(this.name, KEY_TYPE_ED25519, this.publicKey);
+    return { name: this.name, keyId: this.keyId, signature: this.signBytes(utf8Encode(body)) };
   }
 }
 
 /** Signs checkpoints as a witness: tlog-cosignature timestamped Ed25519 (type 0x04). */
-export class Ed25519CosignatureSigner {
-  readonly name: string;
-  readonly publicKey: Uint8Array;
-  readonly keyId: number;
-  readonly verifierKey: string;
-  readonly #seed: Uint8Array;
-
+export class Ed25519CosignatureSigner extends Ed25519Key {
   constructor(name: string, seed: Uint8Array) {
-    if (!isValidKeyName(name)) fail('INVALID_ARGUMENT', `invalid key name ${describe(name)}`);
-    this.#seed = checkSeed(seed);
-    this.name = name;
-    this.publicKey = ed25519.getPublicKey(this.#seed);
-    this.keyId = keyId(name, KEY_TYPE_COSIGNATURE, this.publicKey);
-    this.verifierKey = verifierKeyString(name, this.publicKey, KEY_TYPE_COSIGNATURE);
+    super(name, seed, KEY_TYPE_COSIGNATURE);
   }
 
   /** `timestamp` in POSIX seconds, a non-negative safe integer. */
@@ -300,12 +304,8 @@ export class Ed25519CosignatureSigner {
     const sig = new Uint8Array(72);
     putU32be(sig, 0, Math.floor(timestamp / 0x100000000));
     putU32be(sig, 4, timestamp % 0x100000000);
-    sig.set(ed25519.sign(cosignedMessage(body, timestamp), this.#seed), 8);
+    sig.set(this.signBytes(cosignedMessage(body, timestamp)), 8);
     return { name: this.name, keyId: this.keyId, signature: sig };
-  }
-
-  verifier(): NoteVerifier {
-    return makeVerifier(this.name, KEY_TYPE_COSIGNATURE, this.publicKey);
   }
 }
 
