@@ -6,7 +6,9 @@
 export const ERROR_CODES = {
   // request shape (ingest, API parameters)
   BAD_REQUEST: { status: 400, summary: 'The request is malformed.' },
-  BAD_JSON_LINES: { status: 400, summary: 'Some lines of the batch are not valid JSON; nothing was appended.' },
+  BAD_JSON_LINES: { status: 400, summary: 'No record of the batch is valid; the answer lists each bad line and why.' },
+  UNKNOWN_SOURCE: { status: 400, summary: 'The source type is not one Custody can parse (GET /v1/sources lists them).' },
+  REGION_NOT_ALLOWED: { status: 422, summary: 'A record names a region this vault does not keep; it was refused, never stored elsewhere.' },
   BAD_ENCODING: { status: 400, summary: 'The body is not valid UTF-8 or its Content-Encoding cannot be decoded.' },
   EMPTY_BATCH: { status: 400, summary: 'The body holds no records.' },
   RECORD_TOO_LARGE: { status: 413, summary: 'A record is larger than 1 MiB.' },
@@ -32,6 +34,7 @@ export const ERROR_CODES = {
   CONFIG: { status: 500, summary: 'The vault configuration or data directory is invalid.' },
   KEYRING: { status: 500, summary: 'The keyring is missing, unreadable or does not hold the needed key.' },
   VERIFY_FAILED: { status: 500, summary: 'Verification found a problem.' },
+  IMPORT_SOURCE: { status: 500, summary: 'The folder or bucket to import from cannot be read.' },
 } as const satisfies Record<string, { status: number; summary: string }>;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

@@ -30,13 +30,26 @@ export interface VaultConfig {
   vaultId: string;
   prefix: string;
   regions: string[];
+  /**
+   * "auto" (the embedded default): a record naming a region not seen before gets a new log,
+   * with its own keys, on first sight. "fixed": only the listed regions; a record for any
+   * other region is refused. Absent in vaults created before the option existed: "auto".
+   */
+  regionMode?: 'auto' | 'fixed';
   createdAt: string;
 }
 
 export interface InitOptions {
   prefix?: string;
   regions?: string[];
+  /** Default: "fixed" when regions are given, else "auto". */
+  regionMode?: 'auto' | 'fixed';
 }
+
+/** An AWS-shaped region name (us-east-1, eu-central-2, us-gov-west-1, cn-north-1 …). */
+export const AWS_REGION_RE = /^[a-z]{2}(-[a-z]+){1,2}-[0-9]{1,2}$/;
+/** Logs created on first sight are capped: each holds keys, files and an integrator thread. */
+export const MAX_AUTO_LOGS = 40;
 
 export interface InitResult {
   config: VaultConfig;
@@ -67,6 +80,8 @@ export interface AppendOutcome {
 export interface AppendMeta {
   source: string;
   producer: string;
+  /** Delivery context written into each envelope (`attr` lines, docs/FORMAT.md). */
+  attrs?: Record<string, string>;
 }
 
 export function resolveDataDir(dir?: string): string {
@@ -102,7 +117,8 @@ export function initVault(dataDir: string, opts: InitOptions = {}): InitResult {
   checkField('origin prefix', prefix);
   mkdirSync(dataDir, { recursive: true, mode: 0o700 });
   chmodSync(dataDir, 0o700);
-  const config: VaultConfig = { version: 1, vaultId, prefix, regions, createdAt: new Date().toISOString() };
+  const regionMode = opts.regionMode ?? (opts.regions && opts.regions.length > 0 ? 'fixed' : 'auto');
+  const config: VaultConfig = { version: 1, vaultId, prefix, regions, regionMode, createdAt: new Date().toISOString() };
   const keyring = existsSync(join(dataDir, 'keyring.json')) ? Keyring.load(join(dataDir, 'keyring.json')) : Keyring.create(join(dataDir, 'keyring.json'));
   const db = new VaultDb(join(dataDir, 'custody.db'));
   try {
@@ -152,6 +168,8 @@ export class Vault {
   private readonly floods = new Map<string, { windowStart: number; count: number; suppressed: number; type: string; address: unknown }>();
   private floodLimit = 10;
   private floodWindowMs = 10_000;
+  private openOpts!: VaultOptions;
+  private readonly creating = new Map<string, Promise<string>>();
 
   private constructor(
     readonly dataDir: string,
@@ -169,25 +187,11 @@ export class Vault {
     const keyring = Keyring.load(join(dataDir, 'keyring.json'));
     const db = new VaultDb(join(dataDir, 'custody.db'));
     const v = new Vault(dataDir, config, db, keyring, db.listLogs(), opts.logger);
+    v.openOpts = opts;
     v.floodLimit = opts.auditFloodLimit ?? 10;
     v.floodWindowMs = opts.auditFloodWindowMs ?? 10_000;
     try {
-      for (const row of v.logRows) {
-        const seq = await LogSequencer.open({
-          name: row.name,
-          origin: row.origin,
-          dir: join(dataDir, 'logs', row.name),
-          keys: keyring.forLog(row.name),
-          db,
-          hash: nativeSha256,
-          logger: opts.logger,
-          checkpointIntervalMs: opts.checkpointIntervalMs,
-          maxPendingEntries: opts.maxPendingEntries,
-          admissionTimeoutMs: opts.admissionTimeoutMs,
-          onPublish: opts.onPublish,
-        });
-        v.logs.set(row.name, seq);
-      }
+      for (const row of v.logRows) v.logs.set(row.name, await v.openLog(row));
       await v.drainOfflineAudit();
     } catch (e) {
       await v.close();
@@ -199,6 +203,76 @@ export class Vault {
     }, Math.min(5_000, v.floodWindowMs));
     v.auditTimer.unref();
     return v;
+  }
+
+  private openLog(row: LogRow): Promise<LogSequencer> {
+    const opts = this.openOpts;
+    return LogSequencer.open({
+      name: row.name,
+      origin: row.origin,
+      dir: join(this.dataDir, 'logs', row.name),
+      keys: this.keyring.forLog(row.name),
+      db: this.db,
+      hash: nativeSha256,
+      logger: opts.logger,
+      checkpointIntervalMs: opts.checkpointIntervalMs,
+      maxPendingEntries: opts.maxPendingEntries,
+      admissionTimeoutMs: opts.admissionTimeoutMs,
+      onPublish: opts.onPublish,
+    });
+  }
+
+  get regionMode(): 'auto' | 'fixed' {
+    return this.config.regionMode ?? 'auto';
+  }
+
+  /** The log that holds a region's records, or undefined. */
+  logForRegion(region: string): string | undefined {
+    return this.logRows.find((r) => r.kind === 'region' && r.region === region)?.name;
+  }
+
+  /**
+   * The log of a region, created (keys, directory, integrator) on first sight when the vault's
+   * region mode is "auto". Refuses with REGION_NOT_ALLOWED otherwise, never falling back to
+   * another region's log.
+   */
+  async ensureRegionLog(region: string, by: string): Promise<string> {
+    const have = this.logForRegion(region);
+    if (have) return have;
+    if (this.regionMode !== 'auto') {
+      throw new CustodyError('REGION_NOT_ALLOWED', `This vault keeps only the regions ${this.config.regions.join(', ')}; a record for region "${region}" is refused. An operator can start a vault for that region.`);
+    }
+    if (!AWS_REGION_RE.test(region) || !REGION_RE.test(region)) {
+      throw new CustodyError('REGION_NOT_ALLOWED', `"${region.slice(0, 64)}" is not an AWS region name (like eu-west-1); the record is refused rather than stored in another region.`);
+    }
+    const pending = this.creating.get(region);
+    if (pending) return pending;
+    if (this.logRows.filter((r) => r.kind === 'region').length >= MAX_AUTO_LOGS) {
+      throw new CustodyError('REGION_NOT_ALLOWED', `This vault already has ${MAX_AUTO_LOGS} region logs; region "${region}" was refused. An operator can raise the limit by configuring regions explicitly.`);
+    }
+    const p = (async () => {
+      const row: LogRow = { name: region, origin: `${this.config.prefix}/${region}`, region, kind: 'region', createdAt: new Date().toISOString() };
+      if (!this.keyring.has(row.name)) this.keyring.addLog(row.name);
+      this.db.addLog(row);
+      const seq = await this.openLog(row);
+      this.logs.set(row.name, seq);
+      this.logRows.push(row);
+      this.log.info({ log: row.name, origin: row.origin }, 'created the log of a new region');
+      await this.audit({ type: 'log.created', log: row.name, origin: row.origin, region, reason: 'first record for this region', by });
+      return row.name;
+    })();
+    this.creating.set(region, p);
+    try {
+      return await p;
+    } finally {
+      this.creating.delete(region);
+    }
+  }
+
+  /** Where a writer's records without a region go: its first log, or the vault's first region. */
+  defaultLogFor(principal: PrincipalRow): string {
+    const scoped = principal.logs?.find((l) => this.logs.has(l));
+    return scoped ?? this.logForRegion(this.config.regions[0]!) ?? this.regionLogs()[0]!;
   }
 
   /** Appends admin actions taken offline on the data directory to the audit log. */
@@ -234,7 +308,7 @@ export class Vault {
     const seq = this.sequencer(logName);
     const row = this.logRow(logName);
     const received = new Date().toISOString();
-    const prefix = envelopePrefix({ origin: row.origin, region: row.region, source: meta.source, producer: meta.producer, received });
+    const prefix = envelopePrefix({ origin: row.origin, region: row.region, source: meta.source, producer: meta.producer, received, attrs: meta.attrs });
     const limit = inlineLimit(prefix);
     let blobs: Array<{ sha256: string; size: number } | undefined> | undefined;
     for (let i = 0; i < records.length; i++) {

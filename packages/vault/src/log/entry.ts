@@ -7,6 +7,7 @@
  *   source <source type>\n
  *   producer <principal name>\n
  *   received <UTC time, RFC 3339 with milliseconds>\n
+ *   [attr <key> <value>\n]*               delivery context, keys sorted (e.g. logGroup)
  *   salt <base64 of 16 random bytes>\n
  *   [blob sha256:<hex> <size>\n]          only when the record lives in a blob
  *   \n
@@ -31,6 +32,24 @@ export interface EnvelopeFields {
   source: string;
   producer: string;
   received: string;
+  /** Delivery context shared by a batch (CloudWatch log group, S3 object …), see ATTR_KEY_RE. */
+  attrs?: Record<string, string>;
+}
+
+export const ATTR_KEY_RE = /^[a-z][a-zA-Z0-9.-]{0,31}$/;
+
+/** Keeps the attributes a header can carry: valid keys, values that pass checkField. */
+export function cleanAttrs(attrs: Record<string, string> | undefined): Record<string, string> | undefined {
+  if (!attrs) return undefined;
+  const out: Record<string, string> = {};
+  let n = 0;
+  for (const k of Object.keys(attrs).sort()) {
+    const v = attrs[k];
+    if (typeof v !== 'string' || !ATTR_KEY_RE.test(k) || !FIELD_RE.test(v)) continue;
+    out[k] = v;
+    if (++n >= 16) break;
+  }
+  return n > 0 ? out : undefined;
 }
 
 export interface BlobRef {
@@ -57,7 +76,13 @@ export function envelopePrefix(f: EnvelopeFields): Buffer {
   checkField('source', f.source);
   checkField('producer', f.producer);
   checkField('received', f.received);
-  return Buffer.from(`${ENTRY_MAGIC}\nlog ${f.origin}\nregion ${f.region}\nsource ${f.source}\nproducer ${f.producer}\nreceived ${f.received}\nsalt `);
+  let attrs = '';
+  for (const [k, v] of Object.entries(f.attrs ?? {}).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
+    if (!ATTR_KEY_RE.test(k)) throw new CustodyError('BAD_REQUEST', `Attribute name ${JSON.stringify(k.slice(0, 40))} is not allowed.`);
+    checkField(`attribute ${k}`, v);
+    attrs += `attr ${k} ${v}\n`;
+  }
+  return Buffer.from(`${ENTRY_MAGIC}\nlog ${f.origin}\nregion ${f.region}\nsource ${f.source}\nproducer ${f.producer}\nreceived ${f.received}\n${attrs}salt `);
 }
 
 /** Room left for an inline record after the header. */
@@ -134,25 +159,37 @@ export function parseEntry(bytes: Uint8Array): ParsedEntry {
   const end = b.indexOf('\n\n');
   if (end < 0) bad('no blank line after the header');
   const lines = b.toString('latin1', 0, end).split('\n');
-  const want = ['', 'log', 'region', 'source', 'producer', 'received', 'salt'];
+  const want = ['', 'log', 'region', 'source', 'producer', 'received'];
   if (lines[0] !== ENTRY_MAGIC) bad('wrong first line');
   const vals: string[] = [];
-  for (let i = 1; i < want.length; i++) {
+  const field = (i: number, name: string): string => {
     const line = lines[i];
-    if (line === undefined || !line.startsWith(want[i] + ' ')) bad(`line ${i + 1} must start with "${want[i]} "`);
-    const v = line.slice(want[i]!.length + 1);
-    if (!FIELD_RE.test(v)) bad(`bad ${want[i]} value`);
-    vals.push(v);
+    if (line === undefined || !line.startsWith(name + ' ')) bad(`line ${i + 1} must start with "${name} "`);
+    const v = line.slice(name.length + 1);
+    if (!FIELD_RE.test(v)) bad(`bad ${name} value`);
+    return v;
+  };
+  for (let i = 1; i < want.length; i++) vals.push(field(i, want[i]!));
+  let at = want.length;
+  let attrs: Record<string, string> | undefined;
+  let lastKey = '';
+  while (lines[at]?.startsWith('attr ')) {
+    const m = /^attr (\S+) (\S+)$/.exec(lines[at]!);
+    if (!m || !ATTR_KEY_RE.test(m[1]!) || !FIELD_RE.test(m[2]!) || m[1]! <= lastKey) bad('bad attr line');
+    lastKey = m[1]!;
+    (attrs ??= {})[m[1]!] = m[2]!;
+    at++;
   }
-  const salt = Buffer.from(vals[5]!, 'base64');
-  if (salt.length !== SALT_SIZE || salt.toString('base64') !== vals[5]) bad('bad salt');
+  const saltText = field(at, 'salt');
+  const salt = Buffer.from(saltText, 'base64');
+  if (salt.length !== SALT_SIZE || salt.toString('base64') !== saltText) bad('bad salt');
   let blob: BlobRef | null = null;
-  if (lines.length === 8) {
-    const m = /^blob sha256:([0-9a-f]{64}) (0|[1-9][0-9]{0,9})$/.exec(lines[7]!);
+  if (lines.length === at + 2) {
+    const m = /^blob sha256:([0-9a-f]{64}) (0|[1-9][0-9]{0,9})$/.exec(lines[at + 1]!);
     if (!m) bad('bad blob line');
     blob = { sha256: m[1]!, size: Number(m[2]) };
     if (end + 2 !== b.length) bad('a blob entry carries no inline record');
-  } else if (lines.length !== 7) {
+  } else if (lines.length !== at + 1) {
     bad('unexpected header lines');
   }
   return {
@@ -161,6 +198,7 @@ export function parseEntry(bytes: Uint8Array): ParsedEntry {
     source: vals[2]!,
     producer: vals[3]!,
     received: vals[4]!,
+    ...(attrs ? { attrs } : {}),
     salt,
     record: blob ? null : b.subarray(end + 2),
     blob,

@@ -13,6 +13,7 @@ import { readRoutes } from './read.js';
 import { entryRoutes } from './entries.js';
 import { principalRoutes } from './principals.js';
 import { healthRoutes, Metrics } from './health.js';
+import { protocolRoutes } from '../ingest/protocols/index.js';
 
 export interface ServerOptions {
   vault: Vault;
@@ -63,6 +64,7 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
   await app.register(readRoutes, { vault });
   await app.register(principalRoutes, { vault });
   await app.register(entryRoutes, { vault, metrics });
+  await app.register(protocolRoutes, { vault, metrics });
   return app;
 }
 

@@ -6,13 +6,56 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { CustodyError } from '../errors.js';
 import type { Vault } from '../vault.js';
-import { sendError } from './errors.js';
 
 export function bearerToken(req: FastifyRequest): string | null {
   const h = req.headers.authorization;
   if (typeof h !== 'string') return null;
   const m = /^Bearer +(\S+)\s*$/i.exec(h);
   return m ? m[1]! : null;
+}
+
+/**
+ * The forms a route accepts a token in (config.credentials; default bearer only):
+ *   bearer   Authorization: Bearer <token>
+ *   basic    Authorization: Basic base64(<any user>:<token>) — Vector, Fluent Bit (a token in
+ *            the user part with an empty password is accepted too)
+ *   splunk   Authorization: Splunk <token> — Splunk HEC
+ *   firehose X-Amz-Firehose-Access-Key: <token> — Firehose HTTP endpoint delivery
+ */
+export type CredentialForm = 'bearer' | 'basic' | 'splunk' | 'firehose';
+
+export function presentedToken(req: FastifyRequest, forms: readonly CredentialForm[]): string | null {
+  const h = req.headers.authorization;
+  if (typeof h === 'string') {
+    const m = /^(Bearer|Basic|Splunk) +(\S+)\s*$/i.exec(h);
+    const scheme = m?.[1]!.toLowerCase();
+    if (m && scheme === 'bearer' && forms.includes('bearer')) return m[2]!;
+    if (m && scheme === 'splunk' && forms.includes('splunk')) return m[2]!;
+    if (m && scheme === 'basic' && forms.includes('basic')) {
+      const plain = Buffer.from(m[2]!, 'base64').toString('utf8');
+      const colon = plain.indexOf(':');
+      if (colon < 0) return plain || null;
+      const pass = plain.slice(colon + 1);
+      return pass || plain.slice(0, colon) || null;
+    }
+  }
+  if (forms.includes('firehose')) {
+    const k = req.headers['x-amz-firehose-access-key'];
+    if (typeof k === 'string' && k.length > 0) return k.trim();
+  }
+  return null;
+}
+
+const DEFAULT_FORMS: readonly CredentialForm[] = ['bearer'];
+
+function howToSend(forms: readonly CredentialForm[]): string {
+  const ways: Record<CredentialForm, string> = {
+    bearer: '"Authorization: Bearer <token>"',
+    basic: 'HTTP Basic auth with the token as password',
+    splunk: '"Authorization: Splunk <token>"',
+    firehose: 'the endpoint access key (X-Amz-Firehose-Access-Key) set to the token',
+  };
+  return forms.map((f) => ways[f]).join(' or ');
 }
 
 export function auditContext(req: FastifyRequest): Record<string, unknown> {
@@ -36,35 +79,32 @@ function refusalKind(role: string, method: string): string {
 
 export function registerAuth(app: FastifyInstance, vault: Vault): void {
   app.decorateRequest('principal', null);
-  app.addHook('onRequest', async (req, reply) => {
+  app.addHook('onRequest', async (req) => {
     const cfg = req.routeOptions.config ?? {};
-    const token = bearerToken(req);
+    const forms = cfg.credentials ?? DEFAULT_FORMS;
+    const token = presentedToken(req, forms);
     if (token) req.principal = vault.auth.authenticate(token);
     if (cfg.public || cfg.tamper || req.is404) return; // unknown routes get a plain 404
     if (!req.principal) {
       const revoked = token !== null && vault.auth.isRevoked(token);
       const reason = token === null ? 'no token' : revoked ? 'revoked token' : 'unknown token';
       await vault.auditAnonymous({ type: 'auth.failed', reason, ...auditContext(req) }).catch(() => undefined);
-      return sendError(
-        reply,
-        new CustodyError(
-          'UNAUTHENTICATED',
-          token === null
-            ? 'Send your token as "Authorization: Bearer <token>".'
-            : revoked
-              ? 'This token was revoked; ask an admin for a new one.'
-              : 'The token is not valid; check that you copied all of it.',
-        ),
+      // Thrown, not sent: a protocol plugin's own error handler words it the protocol's way.
+      throw new CustodyError(
+        'UNAUTHENTICATED',
+        token === null
+          ? `Send your token as ${howToSend(forms)}.`
+          : revoked
+            ? 'This token was revoked; ask an admin for a new one.'
+            : 'The token is not valid; check that you copied all of it.',
+        { reason: token === null ? 'missing' : revoked ? 'revoked' : 'invalid' },
       );
     }
     const roles = cfg.roles ?? [];
     if (!roles.includes(req.principal.role)) {
       const kind = refusalKind(req.principal.role, req.method);
       await vault.audit({ type: 'request.refused', kind, ...auditContext(req) }).catch(() => undefined);
-      return sendError(
-        reply,
-        new CustodyError('FORBIDDEN', `A ${req.principal.role} token may not ${req.method} ${req.url.split('?')[0]}; this needs the ${roles.join(' or ') || 'no'} role. The attempt was recorded.`, { kind }),
-      );
+      throw new CustodyError('FORBIDDEN', `A ${req.principal.role} token may not ${req.method} ${req.url.split('?')[0]}; this needs the ${roles.join(' or ') || 'no'} role. The attempt was recorded.`, { kind });
     }
   });
 }

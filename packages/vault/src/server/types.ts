@@ -9,6 +9,8 @@ declare module 'fastify' {
     roles?: Role[];
     /** Served without a token (health, readiness, metrics). */
     public?: boolean;
+    /** Token forms accepted (server/auth.ts); default ["bearer"]. */
+    credentials?: ReadonlyArray<'bearer' | 'basic' | 'splunk' | 'firehose'>;
     /** A write to log data: always refused with 405 and recorded as a tamper attempt. */
     tamper?: boolean;
   }

@@ -54,6 +54,9 @@ const MIGRATIONS = [
   // Admin actions taken offline (`custody token … --data`) wait here until the server appends
   // them to the audit log.
   `CREATE TABLE pending_audit (id INTEGER PRIMARY KEY AUTOINCREMENT, event TEXT NOT NULL);`,
+  // Records stored once per key (CloudTrail eventID, Firehose request id + record number):
+  // key = first 16 bytes of SHA-256 of the dedupe key, so the table never holds record content.
+  `CREATE TABLE dedupe (key BLOB PRIMARY KEY, log TEXT NOT NULL, idx INTEGER NOT NULL) WITHOUT ROWID;`,
 ];
 
 function toPrincipal(r: PrincipalDbRow): PrincipalRow {
@@ -131,6 +134,27 @@ export class VaultDb {
 
   addLog(row: LogRow): void {
     this.db.prepare('INSERT INTO logs (name, origin, region, kind, created_at) VALUES (?, ?, ?, ?, ?)').run(row.name, row.origin, row.region, row.kind, row.createdAt);
+  }
+
+  /** The stored position of each key already seen (keys: 16-byte hashes). */
+  dedupeLookup(keys: Buffer[]): Map<string, { log: string; index: number }> {
+    const out = new Map<string, { log: string; index: number }>();
+    if (keys.length === 0) return out;
+    const get = this.db.prepare('SELECT log, idx FROM dedupe WHERE key = ?');
+    for (const k of keys) {
+      const r = get.get(k) as { log: string; idx: number } | undefined;
+      if (r) out.set(k.toString('hex'), { log: r.log, index: r.idx });
+    }
+    return out;
+  }
+
+  /** Remembers keys of durable records (first writer wins). */
+  dedupeRemember(rows: Array<{ key: Buffer; log: string; index: number }>): void {
+    if (rows.length === 0) return;
+    const put = this.db.prepare('INSERT OR IGNORE INTO dedupe (key, log, idx) VALUES (?, ?, ?)');
+    this.db.transaction(() => {
+      for (const r of rows) put.run(r.key, r.log, r.index);
+    })();
   }
 
   listLogs(): LogRow[] {

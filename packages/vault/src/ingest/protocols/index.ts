@@ -1,0 +1,19 @@
+/**
+ * The push protocols, each an encapsulated Fastify plugin with its own parsers, limits,
+ * credential form and error wording (docs/PROTOCOLS.md). All of them map to the writer role
+ * and end in ingest/pipeline.ts.
+ */
+import type { FastifyInstance } from 'fastify';
+import type { Vault } from '../../vault.js';
+import type { Metrics } from '../../server/health.js';
+
+export interface ProtocolOptions {
+  vault: Vault;
+  metrics: Metrics;
+}
+
+export async function protocolRoutes(app: FastifyInstance, opts: ProtocolOptions): Promise<void> {
+  // One line per protocol plugin: await app.register(hecRoutes, opts); …
+  void app;
+  void opts;
+}
