@@ -78,14 +78,26 @@ test('gzip and deflate bodies are accepted', async () => {
   }
 });
 
-test('malformed lines refuse the whole batch and say which lines and why', async () => {
+test('malformed lines are refused one by one, named by line, and never sink the good ones', async () => {
   const before = size();
   const r = await post('{"ok":1}\n{"bad":\n{"ok":2}\nnot json\n\n{"ok":3}');
+  assert.equal(r.statusCode, 200, r.body);
+  const a = r.json<{ stored: number; rejected: number; indices: number[]; errors: Array<{ line: number; code: string; error: string }> }>();
+  assert.equal(a.stored, 3);
+  assert.equal(a.rejected, 2);
+  assert.deepEqual(a.errors.map((l) => [l.line, l.code]), [[2, 'BAD_JSON'], [4, 'BAD_JSON']]);
+  assert.ok(a.errors.every((l) => l.error.length > 15));
+  assert.deepEqual(await Promise.all(a.indices.map(readRecord)), ['{"ok":1}', '{"ok":2}', '{"ok":3}']);
+  assert.equal(size(), before + 3);
+});
+
+test('a batch in which no line is valid is refused whole, naming each line', async () => {
+  const before = size();
+  const r = await post('{"bad":\nnot json\n');
   assert.equal(r.statusCode, 400);
   const e = errorOf(r);
   assert.equal(e.code, 'BAD_JSON_LINES');
-  const lines = (e.details!.lines as Array<{ line: number; error: string }>).map((l) => l.line);
-  assert.deepEqual(lines, [2, 4]);
+  assert.deepEqual((e.details!.lines as Array<{ line: number }>).map((l) => l.line), [1, 2]);
   assert.equal(e.details!.badLines, 2);
   assert.equal(size(), before, 'nothing of a refused batch is appended');
 });
@@ -94,7 +106,8 @@ test('hostile bodies get a clear 4xx with a code', async () => {
   const before = size();
   const cases: Array<[string, Promise<{ statusCode: number; json: <T>() => T }>, number, string]> = [
     ['invalid UTF-8', post(Buffer.from([0x7b, 0x22, 0x61, 0x22, 0x3a, 0x22, 0xff, 0xfe, 0x22, 0x7d])), 400, 'BAD_ENCODING'],
-    ['wrong content type', post('{"a":1}', { type: 'text/plain' }), 415, 'UNSUPPORTED_MEDIA_TYPE'],
+    ['wrong content type', post('{"a":1}', { type: 'application/xml' }), 415, 'UNSUPPORTED_MEDIA_TYPE'],
+    ['unknown source parser on /v1/ingest', v.app.inject({ method: 'POST', url: '/v1/ingest?source=nope', headers: bearer(v.tokens.writer), payload: Buffer.from('{"a":1}') }), 400, 'UNKNOWN_SOURCE'],
     ['no content type', v.app.inject({ method: 'POST', url: '/v1/logs/local/entries', headers: bearer(v.tokens.writer), payload: Buffer.from('{"a":1}') }), 415, 'UNSUPPORTED_MEDIA_TYPE'],
     ['corrupt gzip', post(Buffer.from('this is not gzip'), { encoding: 'gzip' }), 400, 'BAD_ENCODING'],
     ['unknown encoding', post('{"a":1}', { encoding: 'br-unknown' }), 400, 'BAD_ENCODING'],
@@ -132,9 +145,14 @@ test('bodies over 16 MiB and records over 1 MiB are refused', async () => {
   assert.equal(errorOf(r).code, 'BODY_TOO_LARGE');
   const huge = JSON.stringify({ pad: 'y'.repeat(1024 * 1024) });
   const r2 = await post(`{"fine":1}\n${huge}\n`);
-  assert.equal(r2.statusCode, 413);
-  assert.equal(errorOf(r2).code, 'RECORD_TOO_LARGE');
-  assert.equal((errorOf(r2).details as { line: number }).line, 2);
+  assert.equal(r2.statusCode, 200, 'the good record beside a too-large one is stored');
+  const a2 = r2.json<{ stored: number; errors: Array<{ line: number; code: string }> }>();
+  assert.equal(a2.stored, 1);
+  assert.deepEqual(a2.errors.map((e) => [e.line, e.code]), [[2, 'RECORD_TOO_LARGE']]);
+  const r3 = await post(`${huge}\n`);
+  assert.equal(r3.statusCode, 413);
+  assert.equal(errorOf(r3).code, 'RECORD_TOO_LARGE');
+  assert.equal((errorOf(r3).details as { lines: Array<{ line: number }> }).lines[0]!.line, 1);
 });
 
 test('records larger than one entry become sealed blobs, read back byte for byte', async () => {

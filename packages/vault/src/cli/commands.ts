@@ -132,7 +132,7 @@ async function* lines(files: string[]): AsyncGenerator<{ line: string; where: st
   }
 }
 
-export async function append(files: string[], o: ClientFlags & { log: string; source?: string; wait?: boolean; batch: number; receipts?: string }): Promise<void> {
+export async function append(files: string[], o: ClientFlags & { log: string; source?: string; wait?: boolean; batch: number; receipts?: string; text?: boolean }): Promise<boolean> {
   const c = new CustodyClient(o);
   c.requireToken();
   const query = new URLSearchParams();
@@ -146,12 +146,14 @@ export async function append(files: string[], o: ClientFlags & { log: string; so
   let first: number | null = null;
   let last: number | null = null;
   const receipts: unknown[] = [];
+  let duplicates = 0;
+  const refused: Array<{ where: string; code: string; error: string }> = [];
   const bar = new ProgressBar('append', 0, !o.json);
   const post = async (): Promise<void> => {
     if (batch.length === 0) return;
     let res: Response;
     try {
-      res = await c.request('POST', path, { body: batch.join('\n') + '\n', headers: { 'content-type': 'application/x-ndjson' } });
+      res = await c.request('POST', path, { body: batch.join('\n') + '\n', headers: { 'content-type': o.text ? 'text/plain' : 'application/x-ndjson' } });
     } catch (e) {
       // Name the input lines, not the lines of the batch the server saw.
       const bad = e instanceof ApiError ? (e.details as { lines?: Array<{ line: number; error: string }> } | undefined)?.lines : undefined;
@@ -161,10 +163,14 @@ export async function append(files: string[], o: ClientFlags & { log: string; so
       }
       throw e;
     }
-    const r = (await res.json()) as { first: number; count: number; checkpoint?: string; receipts?: unknown[]; envelope?: unknown };
-    first ??= r.first;
-    last = r.first + r.count - 1;
+    const r = (await res.json()) as { first: number | null; count: number; indices: number[]; duplicates?: number; errors?: Array<{ line: number; code: string; error: string }>; checkpoint?: string; receipts?: unknown[]; envelope?: unknown };
+    if (r.indices.length > 0) {
+      first ??= r.first;
+      last = r.indices[r.indices.length - 1]!;
+    }
     sent += r.count;
+    duplicates += r.duplicates ?? 0;
+    for (const e of r.errors ?? []) refused.push({ where: origins[e.line - 1] ?? `line ${e.line}`, code: e.code, error: e.error });
     if (r.receipts) receipts.push({ checkpoint: r.checkpoint, envelope: r.envelope, receipts: r.receipts });
     bar.setTotal(sent);
     bar.update(sent);
@@ -181,9 +187,14 @@ export async function append(files: string[], o: ClientFlags & { log: string; so
   await post();
   bar.done();
   if (o.receipts && receipts.length > 0) writeFileSync(o.receipts, JSON.stringify(receipts, null, 2) + '\n');
-  print(o.json, { log: o.log, count: sent, first, last, ...(o.receipts ? { receipts: o.receipts } : {}) }, () =>
-    sent === 0 ? 'Nothing to append: the input had no records.' : `Appended ${sent} records to ${o.log} (indices ${first}–${last}); each was durable before it was acknowledged.`,
+  print(o.json, { log: o.log, count: sent, first, last, duplicates, rejected: refused.length, errors: refused.slice(0, 100), ...(o.receipts ? { receipts: o.receipts } : {}) }, () =>
+    [
+      sent === 0 ? 'Nothing was appended.' : `Appended ${sent} records (first ${first}, last ${last} in ${o.log}, unless their region sent them to another log); each was durable before it was acknowledged.`,
+      ...(duplicates > 0 ? [`${duplicates} records were already stored and were not stored again.`] : []),
+      ...(refused.length > 0 ? [`${refused.length} records were refused:`, ...refused.slice(0, 20).map((r) => `  ${r.where}: ${r.error} [${r.code}]`), ...(refused.length > 20 ? [`  … and ${refused.length - 20} more (use --json to see up to 100).`] : [])] : []),
+    ].join('\n'),
   );
+  return refused.length === 0;
 }
 
 // ---- verify --------------------------------------------------------------------------

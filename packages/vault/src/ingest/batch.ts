@@ -25,17 +25,17 @@ export function formatOf(contentType: string | undefined): BatchFormat {
   throw new CustodyError('UNSUPPORTED_MEDIA_TYPE', `Content-Type ${JSON.stringify(mime || '(none)')} is not accepted: send application/x-ndjson (one JSON record per line) or application/json (an array of records).`);
 }
 
-export async function decodeBody(body: Buffer, contentEncoding: string | undefined): Promise<Buffer> {
+export async function decodeBody(body: Buffer, contentEncoding: string | undefined, maxBytes = MAX_BODY_BYTES): Promise<Buffer> {
   const enc = (contentEncoding ?? 'identity').trim().toLowerCase();
   if (enc === 'identity' || enc === '') return body;
-  const opts = { maxOutputLength: MAX_BODY_BYTES };
+  const opts = { maxOutputLength: maxBytes };
   try {
     if (enc === 'gzip' || enc === 'x-gzip') return await gunzipAsync(body, opts);
     if (enc === 'deflate') return await inflateAsync(body, opts);
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
     if (code === 'ERR_BUFFER_TOO_LARGE' || e instanceof RangeError) {
-      throw new CustodyError('BODY_TOO_LARGE', `The body inflates to more than ${MAX_BODY_BYTES} bytes; send smaller batches.`);
+      throw new CustodyError('BODY_TOO_LARGE', `The body inflates to more than ${maxBytes} bytes; send smaller batches.`);
     }
     throw new CustodyError('BAD_ENCODING', `The body is not valid ${enc} data (${(e as Error).message}); check the Content-Encoding header.`);
   }

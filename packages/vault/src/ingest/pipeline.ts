@@ -26,6 +26,8 @@ export interface IngestOptions {
   defaultLog?: string;
   /** Extra envelope attributes for every record of this request (merged under the record's). */
   attrs?: Record<string, string>;
+  /** Keep each stored record's leaf hash and salt (for receipts). */
+  receipts?: boolean;
 }
 
 interface Waiter {
@@ -50,32 +52,31 @@ export async function ingestRecords(vault: Vault, records: ParsedRecord[], opts:
   const target: Array<string | undefined> = new Array(records.length);
 
   // 1. Route each record to a log (creating a region's log on first sight).
-  const regionLog = new Map<string, Promise<string | CustodyError>>();
+  const regionLog = new Map<string, string | CustodyError>();
+  const resolveRegion = async (region: string): Promise<string | CustodyError> => {
+    const existing = vault.logForRegion(region);
+    if (existing) return existing;
+    if (principal.logs !== null) {
+      return new CustodyError('REGION_NOT_ALLOWED', `Writer "${principal.name}" may append only to ${principal.logs.join(', ')}; a record for region "${region.slice(0, 64)}" is refused.`);
+    }
+    try {
+      return await vault.ensureRegionLog(region, principal.name);
+    } catch (e) {
+      if (isCustodyError(e)) return e;
+      throw e;
+    }
+  };
   for (let i = 0; i < records.length; i++) {
-    const r = records[i]!;
-    if (r.region === undefined || r.region === '') {
+    const region = records[i]!.region;
+    if (region === undefined || region === '') {
       target[i] = defaultLog;
       continue;
     }
-    let p = regionLog.get(r.region);
-    if (!p) {
-      const region = r.region;
-      p = (async () => {
-        const existing = vault.logForRegion(region);
-        if (existing) return existing;
-        if (principal.logs !== null) {
-          return new CustodyError('REGION_NOT_ALLOWED', `Writer "${principal.name}" may append only to ${principal.logs.join(', ')}; a record for region "${region.slice(0, 64)}" is refused.`);
-        }
-        try {
-          return await vault.ensureRegionLog(region, principal.name);
-        } catch (e) {
-          if (isCustodyError(e)) return e;
-          throw e;
-        }
-      })();
-      regionLog.set(r.region, p);
+    let got = regionLog.get(region);
+    if (got === undefined) {
+      got = await resolveRegion(region);
+      regionLog.set(region, got);
     }
-    const got = await p;
     if (got instanceof CustodyError) outcomes[i] = outcomeRejected(got);
     else target[i] = got;
   }
@@ -168,11 +169,12 @@ export async function ingestRecords(vault: Vault, records: ParsedRecord[], opts:
             log,
             g.idx.map((i) => records[i]!.bytes),
             { source: g.source, producer: principal.name, attrs: g.attrs },
+            { receipts: opts.receipts },
           );
           received = r.received;
           appends.push({ log, first: r.first, count: r.count });
           g.idx.forEach((i, n) => {
-            outcomes[i] = { status: 'stored', log, index: r.first + n };
+            outcomes[i] = r.receipts ? { status: 'stored', log, index: r.first + n, receipt: r.receipts[n]! } : { status: 'stored', log, index: r.first + n };
             const k = keys[i];
             if (k) remember.push({ key: k, log, index: r.first + n });
           });

@@ -104,7 +104,7 @@ export interface SourceParser {
 
 /** One record's fate after the pipeline (same order as the records given to it). */
 export type RecordOutcome =
-  | { status: 'stored'; log: string; index: number }
+  | { status: 'stored'; log: string; index: number; receipt?: { leafHash: Uint8Array; salt: string } }
   | { status: 'duplicate'; log?: string; index?: number }
   | { status: 'rejected'; code: string; error: string };
 

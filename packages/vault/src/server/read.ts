@@ -35,6 +35,7 @@ export async function readRoutes(app: FastifyInstance, opts: { vault: Vault }): 
   const { vault } = opts;
 
   app.get('/v1/logs', { config: { roles: ['auditor', 'admin'] } }, async () => ({
+    regionMode: vault.regionMode,
     logs: vault.logRows.map((r) => {
       const s = vault.sequencer(r.name);
       return {
@@ -96,6 +97,7 @@ export async function readRoutes(app: FastifyInstance, opts: { vault: Vault }): 
         source: parsed.source,
         producer: parsed.producer,
         received: parsed.received,
+        ...(parsed.attrs ? { attrs: parsed.attrs } : {}),
         salt: parsed.salt.toString('base64'),
         blob: parsed.blob,
       },
