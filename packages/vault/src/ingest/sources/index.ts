@@ -6,7 +6,7 @@
 import { CustodyError } from '../../errors.js';
 import type { SourceParser, ParseContext } from '../types.js';
 import { jsonParser, textParser } from './generic.js';
-import { cloudtrailParser } from './cloudtrail.js';
+import { cloudtrailParser, cloudtrailDigestParser } from './cloudtrail.js';
 import { configParser } from './config.js';
 import { cwlogsParser } from './cwlogs.js';
 import { vpcflowParser } from './vpcflow.js';
@@ -21,7 +21,7 @@ export function registerParser(p: SourceParser): void {
 }
 
 // Order matters only for ties in detection.
-for (const p of [cloudtrailParser, configParser, guarddutyParser, macieParser, cwlogsParser, vpcflowParser, ...applogParsers, jsonParser, textParser]) registerParser(p);
+for (const p of [cloudtrailParser, cloudtrailDigestParser, configParser, guarddutyParser, macieParser, cwlogsParser, vpcflowParser, ...applogParsers, jsonParser, textParser]) registerParser(p);
 
 export function sourceParsers(): SourceParser[] {
   return [...PARSERS.values()];
