@@ -1,11 +1,12 @@
 /** `custody serve`: initialise on first start, open the vault, listen. */
 import { readFileSync, openSync, writeSync, closeSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
-import { pino } from 'pino';
+import { pino, type Logger } from 'pino';
 import { createSecureContext } from 'node:tls';
 import { CustodyError } from '../errors.js';
 import { Vault, initVault, isInitialised, type InitResult } from '../vault.js';
 import { buildServer, Metrics } from '../server/index.js';
+import { startSyslog, type SyslogServer } from '../ingest/protocols/syslog.js';
 
 export interface ServeOptions {
   data: string;
@@ -17,6 +18,15 @@ export interface ServeOptions {
   tlsCert?: string;
   tlsKey?: string;
   logLevel?: string;
+  /** Syslog over TCP / over TLS (RFC 5425) on these ports; off when absent (docs/SYSLOG.md). */
+  syslogPort?: number;
+  syslogTlsPort?: number;
+  /** Address of the syslog listeners (default: host). */
+  syslogHost?: string;
+  /** File holding the writer token the syslog listeners append as (else $CUSTODY_SYSLOG_TOKEN). */
+  syslogTokenFile?: string;
+  /** PEM CA: syslog TLS clients must present a certificate it signed. */
+  syslogTlsCa?: string;
 }
 
 export function printInit(r: InitResult, dataDir: string): void {
@@ -86,14 +96,69 @@ export function loadTls(certPath: string | undefined, keyPath: string | undefine
   return { cert, key };
 }
 
+/** The syslog listeners' writer token: the file's content (or its `NAME=value`), else the env. */
+export function readSyslogToken(file: string | undefined): string | undefined {
+  if (file === undefined) return process.env.CUSTODY_SYSLOG_TOKEN?.trim() || undefined;
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8').trim();
+  } catch (e) {
+    throw new CustodyError('CONFIG', `Cannot read the syslog token file: ${(e as Error).message}.`);
+  }
+  const m = /^[A-Za-z_][A-Za-z0-9_]*=(\S+)$/.exec(text);
+  return (m ? m[1] : text) || undefined;
+}
+
+interface SyslogPlan {
+  host: string;
+  token: string | undefined;
+  listeners: Array<{ port: number; tls?: { key: Buffer; cert: Buffer; ca?: Buffer; requestCert: boolean } }>;
+}
+
+/** Checks the syslog options before anything starts (the token itself is checked on the vault). */
+function planSyslog(o: ServeOptions, https: { key: Buffer; cert: Buffer } | undefined): SyslogPlan {
+  const plan: SyslogPlan = { host: o.syslogHost ?? o.host, token: undefined, listeners: [] };
+  if (o.syslogPort === undefined && o.syslogTlsPort === undefined) return plan;
+  plan.token = readSyslogToken(o.syslogTokenFile);
+  if (o.syslogPort !== undefined) plan.listeners.push({ port: o.syslogPort });
+  if (o.syslogTlsPort !== undefined) {
+    if (!https) throw new CustodyError('CONFIG', '--syslog-tls-port needs the server certificate: pass --tls-cert and --tls-key (the same files serve HTTPS).');
+    let ca: Buffer | undefined;
+    try {
+      ca = o.syslogTlsCa ? readFileSync(o.syslogTlsCa) : undefined;
+    } catch (e) {
+      throw new CustodyError('CONFIG', `Cannot read --syslog-tls-ca: ${(e as Error).message}.`);
+    }
+    plan.listeners.push({ port: o.syslogTlsPort, tls: { ...https, ca, requestCert: ca !== undefined } });
+  }
+  return plan;
+}
+
+async function startSyslogListeners(plan: SyslogPlan, vault: Vault, logger: Logger, metrics: Metrics): Promise<SyslogServer[]> {
+  const started: SyslogServer[] = [];
+  try {
+    for (const l of plan.listeners) {
+      const s = await startSyslog({ vault, port: l.port, host: plan.host, tls: l.tls, token: plan.token ?? '', logger, metrics });
+      started.push(s);
+      process.stdout.write(`Syslog is listening on ${l.tls ? 'tls' : 'tcp'}://${plan.host}:${s.port} (stored as writer "${s.principal.name}")\n`);
+    }
+  } catch (e) {
+    for (const s of started) await s.close();
+    throw e;
+  }
+  return started;
+}
+
 export async function serve(o: ServeOptions): Promise<void> {
   process.umask(0o077); // everything the vault writes is readable by its own user only
   const logger = pino({ level: o.logLevel ?? process.env.CUSTODY_LOG_LEVEL ?? 'info', redact: ['req.headers.authorization', 'headers.authorization'] });
   if (!isInitialised(o.data)) printInit(initVault(o.data, { prefix: o.prefix, regions: o.regions }), o.data);
   const release = takeLock(o.data);
   let https: { key: Buffer; cert: Buffer } | undefined;
+  let syslogPlan: SyslogPlan;
   try {
     if (o.tlsCert || o.tlsKey) https = loadTls(o.tlsCert, o.tlsKey);
+    syslogPlan = planSyslog(o, https);
   } catch (e) {
     release();
     throw e;
@@ -111,9 +176,13 @@ export async function serve(o: ServeOptions): Promise<void> {
     throw e;
   }
   const app = await buildServer({ vault, logger, metrics, https });
+  let syslog: SyslogServer[] = [];
   try {
+    syslog = await startSyslogListeners(syslogPlan, vault, logger, metrics);
     await app.listen({ host: o.host, port: o.port });
   } catch (e) {
+    for (const s of syslog) await s.close();
+    await app.close();
     await vault.close();
     release();
     const code = (e as NodeJS.ErrnoException).code;
@@ -127,6 +196,7 @@ export async function serve(o: ServeOptions): Promise<void> {
     if (stopping) return;
     stopping = true;
     logger.info({ signal: sig }, 'shutting down: finishing integration');
+    for (const s of syslog) await s.close();
     await app.close();
     await vault.close();
     release();
