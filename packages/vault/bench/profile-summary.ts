@@ -64,7 +64,7 @@ function keyOf(cf: CallFrame): string {
  * [stage, function names (any frame), file fragments (any frame)]
  */
 const CATEGORIES: Array<[string, string[], string[]]> = [
-  ['validate NDJSON: JSON.parse per line (ingest/batch.ts)', ['splitNdjson', 'parseBatch', 'splitJson', 'decodeBody'], []],
+  ['parse records: JSON.parse per line (ingest/sources/generic.ts)', ['parseNdjson', 'parseJsonBody', 'checkJson', 'decodeBody'], []],
   ['journal: encode + AES-GCM + copies + write (storage/journal.ts)', [], ['storage/journal.js']],
   ['integration: leaf hashes (sequencer leafHash)', ['leafHash'], []],
   ['integration: bundle encode + seal (posix.ts bundleWrite)', ['bundleWrite', 'encodeBundle'], []],

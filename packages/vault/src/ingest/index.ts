@@ -1,1 +1,4 @@
-export { parseBatch, decodeBody, splitNdjson, splitJson, formatOf, MAX_BODY_BYTES, type LineError } from './batch.js';
+export { decodeBody, MAX_BODY_BYTES } from './batch.js';
+export { ingestRecords, type IngestOptions } from './pipeline.js';
+export { sourceParser, sourceParsers, detectSource, hasParser } from './sources/index.js';
+export type { ParsedRecord, ParseResult, RecordError, CommonFields, SourceParser, ParseContext, IngestSummary, RecordOutcome } from './types.js';
