@@ -127,6 +127,24 @@ test('hostile bodies get a clear 4xx with a code', async () => {
   assert.equal(size(), before);
 });
 
+test('a 100 MB single record is refused on every writer route and the server keeps serving', async () => {
+  const huge = Buffer.alloc(100 * 1024 * 1024, 0x61);
+  huge[0] = 0x22;
+  huge[huge.length - 1] = 0x22;
+  for (const url of ['/v1/logs/local/entries', '/v1/ingest?source=json']) {
+    const r = await v.app.inject({ method: 'POST', url, headers: { ...bearer(v.tokens.writer), 'content-type': 'application/x-ndjson' }, payload: huge });
+    assert.equal(r.statusCode, 413, url);
+    assert.equal(errorOf(r).code, 'BODY_TOO_LARGE', url);
+  }
+  // The same as a gzip file on /v1/ingest: it inflates past nothing but the 1 MiB record limit.
+  const gz = gzipSync(huge, { level: 1 });
+  const r = await v.app.inject({ method: 'POST', url: '/v1/ingest?source=json', headers: bearer(v.tokens.writer), payload: gz });
+  assert.equal(r.statusCode, 413, r.body);
+  assert.equal(errorOf(r).code, 'RECORD_TOO_LARGE');
+  const ok = await post('{"after":"huge"}');
+  assert.equal(ok.statusCode, 200);
+});
+
 test('a gzip bomb is stopped at the 16 MiB cap', async () => {
   const bomb = gzipSync(Buffer.alloc(200 * 1024 * 1024, 0x20), { level: 9 }); // 200 MiB of spaces, ~200 KB compressed
   assert.ok(bomb.length < 1024 * 1024);
