@@ -33,11 +33,11 @@ function tail(path: string, n = 25): string {
 }
 
 /** Starts `custody serve` on a free port; resolves once it prints "Custody is listening". */
-export async function startServer(o: { bin: string; dataDir: string; logFile: string; nodeArgs?: string[]; env?: NodeJS.ProcessEnv }): Promise<ServerHandle> {
+export async function startServer(o: { bin: string; dataDir: string; logFile: string; nodeArgs?: string[]; env?: NodeJS.ProcessEnv; /** More `custody serve` options, e.g. --syslog-port. */ args?: string[] }): Promise<ServerHandle> {
   for (let attempt = 1; ; attempt++) {
     const port = await freePort();
     const fd = openSync(o.logFile, 'a');
-    const child = spawn(process.execPath, [...(o.nodeArgs ?? []), o.bin, 'serve', '--data', o.dataDir, '--port', String(port), '--host', '127.0.0.1'], {
+    const child = spawn(process.execPath, [...(o.nodeArgs ?? []), o.bin, 'serve', '--data', o.dataDir, '--port', String(port), '--host', '127.0.0.1', ...(o.args ?? [])], {
       stdio: ['ignore', fd, fd],
       env: { ...process.env, ...(o.env ?? {}) },
     });

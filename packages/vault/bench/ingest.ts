@@ -10,6 +10,9 @@
  *   4. ack → signed checkpoint latency (p50/p99), by polling the published checkpoint.
  *   5. Peak RSS of the server process (VmHWM).
  *   6. `custody verify --full` on the log just written, beside Go's `tlogcheck -full`.
+ *   7. `custody import` of delivered CloudTrail .json.gz files (bench/import.ts), beside a plain
+ *      read + gunzip + JSON.parse of the same files.
+ *   8. Ingest rate per push protocol (bench/protocols.ts), beside the NDJSON rate.
  *
  * Options (flags, or the BENCH_* environment variables): see `--help`.
  */
@@ -20,7 +23,9 @@ import { makeBatch, type BatchTemplate } from './records.js';
 import { startServer, ingest, custodyVerify, goVerify, goTlogcheck, type ServerHandle, type IngestResult, type VerifyRun } from './custody.js';
 import { pgBaseline, findPgBin, type PgResult, type PgRecordType, type PgChainMode } from './pg.js';
 import { fileBaseline, type FileResult } from './file.js';
-import { installExitHandlers, runCleanups, tempDir, dropTempDir, procMemory, describeMachine, syncDisks, backgroundLoad, int, fixed } from './util.js';
+import { installExitHandlers, runCleanups, tempDir, dropTempDir, procMemory, describeMachine, syncDisks, backgroundLoad, int, fixed, fileExists } from './util.js';
+import { importBench, type ImportBenchResult } from './import.js';
+import { protocolBench, type ProtocolBenchResult } from './protocols.js';
 
 /** The node flags Custody's server is started with (package.json start script, bin/custody.js shebang). */
 const SERVER_NODE_FLAGS = '--max-semi-space-size=8';
@@ -47,6 +52,12 @@ interface Options {
   skipFile: boolean;
   skipVerify: boolean;
   skipGo: boolean;
+  skipImport: boolean;
+  skipProtocols: boolean;
+  importMb: number;
+  importConcurrency: number;
+  importMaxS: number;
+  protocolDurationS: number;
   cpuProf: string | null;
   waitQuietS: number;
   serverLog: string | null;
@@ -73,9 +84,17 @@ const HELP = `Usage: npm run bench -- [options]          (or node packages/vault
   --pg-tune               raise PostgreSQL's memory/WAL sizing (shared_buffers 1GB, max_wal_size
                           8GB, wal_buffers 64MB, checkpoint_timeout 15min); by default every
                           setting is PostgreSQL's default                (BENCH_PG_TUNE=1)
-  --skip-custody --skip-pg --skip-file --skip-verify --skip-go   leave a part out
-  --cpu-prof DIR          run the server with --cpu-prof during ingest; the profile lands in
-                          DIR (summarise it with dist/bench/profile-summary.js)
+  --skip-custody --skip-pg --skip-file --skip-verify --skip-go --skip-import --skip-protocols
+                          leave a part out
+  --import-mb N           MiB of uncompressed CloudTrail JSON for the import figure
+                          (as delivered .json.gz files)                  (BENCH_IMPORT_MB, 1024)
+  --import-concurrency N  files custody import keeps in flight          (BENCH_IMPORT_CONCURRENCY, 4)
+  --import-max-seconds S  stop the import (Ctrl-C) after S s; the figures then cover the
+                          files it finished                              (BENCH_IMPORT_MAX_SECONDS, 45)
+  --protocol-duration S   measured seconds per push protocol            (BENCH_PROTOCOL_DURATION, 4)
+  --cpu-prof DIR          run the server with --cpu-prof during ingest (and during the import
+                          figure: DIR/import-server.cpuprofile); the profiles land in
+                          DIR (summarise them with dist/bench/profile-summary.js)
                           and report wall/CPU time per sequencer stage
   --wait-quiet S          wait up to S seconds for other processes to leave the CPUs idle
                           (< 0.25 cores busy) before starting            (BENCH_WAIT_QUIET, 0)
@@ -99,7 +118,7 @@ function parseOptions(argv: string[], env: NodeJS.ProcessEnv): Options {
     if (eq > 0) flags.set(a.slice(2, eq), a.slice(eq + 1));
     else {
       const name = a.slice(2);
-      const boolean = ['json', 'strict', 'skip-custody', 'skip-pg', 'skip-file', 'skip-verify', 'skip-go', 'pg-tune'].includes(name);
+      const boolean = ['json', 'strict', 'skip-custody', 'skip-pg', 'skip-file', 'skip-verify', 'skip-go', 'skip-import', 'skip-protocols', 'pg-tune'].includes(name);
       if (boolean) flags.set(name, true);
       else {
         const v = argv[++i];
@@ -108,7 +127,7 @@ function parseOptions(argv: string[], env: NodeJS.ProcessEnv): Options {
       }
     }
   }
-  const known = ['duration', 'warmup', 'baseline-duration', 'writers', 'batch', 'max-entries', 'poll-ms', 'rate', 'pg-record', 'pg-chain', 'pg-tune', 'skip-custody', 'skip-pg', 'skip-file', 'skip-verify', 'skip-go', 'cpu-prof', 'wait-quiet', 'server-log', 'server-node-args', 'json', 'strict'];
+  const known = ['duration', 'warmup', 'baseline-duration', 'writers', 'batch', 'max-entries', 'poll-ms', 'rate', 'pg-record', 'pg-chain', 'pg-tune', 'skip-custody', 'skip-pg', 'skip-file', 'skip-verify', 'skip-go', 'skip-import', 'skip-protocols', 'import-mb', 'import-concurrency', 'import-max-seconds', 'protocol-duration', 'cpu-prof', 'wait-quiet', 'server-log', 'server-node-args', 'json', 'strict'];
   for (const k of flags.keys()) if (!known.includes(k)) throw new Error(`unknown option --${k} (see --help)`);
   const str = (flag: string, envName: string): string | undefined => {
     const f = flags.get(flag);
@@ -143,6 +162,12 @@ function parseOptions(argv: string[], env: NodeJS.ProcessEnv): Options {
     skipFile: bool('skip-file', 'BENCH_SKIP_FILE'),
     skipVerify: bool('skip-verify', 'BENCH_SKIP_VERIFY'),
     skipGo: bool('skip-go', 'BENCH_SKIP_GO'),
+    skipImport: bool('skip-import', 'BENCH_SKIP_IMPORT'),
+    skipProtocols: bool('skip-protocols', 'BENCH_SKIP_PROTOCOLS'),
+    importMb: num('import-mb', 'BENCH_IMPORT_MB', 1024, 1, 65536),
+    importConcurrency: Math.round(num('import-concurrency', 'BENCH_IMPORT_CONCURRENCY', 4, 1, 64)),
+    importMaxS: num('import-max-seconds', 'BENCH_IMPORT_MAX_SECONDS', 45, 1, 86400),
+    protocolDurationS: num('protocol-duration', 'BENCH_PROTOCOL_DURATION', 4, 1, 3600),
     cpuProf: str('cpu-prof', 'BENCH_CPU_PROF') ?? null,
     waitQuietS: num('wait-quiet', 'BENCH_WAIT_QUIET', 0, 0, 3600),
     serverLog: str('server-log', 'BENCH_SERVER_LOG') ?? null,
@@ -176,6 +201,8 @@ interface Results {
   };
   postgres: PgResult | { skipped: string };
   file: FileResult | { skipped: string };
+  import: ImportBenchResult | { skipped: string };
+  protocols: ProtocolBenchResult | { skipped: string };
   ratios: { custodyOverPostgres: number; custodyOverFile: number; verifyOverGo: number };
   targets: Target[];
   totalSeconds: number;
@@ -298,6 +325,12 @@ function evaluate(r: Results): void {
     t('server peak RSS (VmHWM)', r.custody.rss?.peakMB ?? NaN, `${int(r.custody.rss?.peakMB ?? NaN)} MiB`, '≤ 400 MB', (v) => v * 2 ** 20 <= 400e6),
     t('custody verify / Go tlogcheck', r.ratios.verifyOverGo, `${fixed(r.ratios.verifyOverGo, 2)}×`, '≥ 0.5×', (v) => v >= 0.5),
   ];
+  // Issue 3: "import keeps up with at least 50 MB/s of gzip-delivered CloudTrail" (MB/s of .json.gz read).
+  const imp = 'import' in r.import ? r.import.import : null;
+  r.targets.push(t('custody import (gzip-delivered CloudTrail)', imp?.gzipMBps ?? NaN, `${fixed(imp?.gzipMBps ?? NaN)} MB/s`, '≥ 50 MB/s of gzip', (v) => v >= 50));
+  if (imp && (imp.failedFiles > 0 || imp.rejected > 0 || imp.stored !== imp.records)) {
+    r.targets.push({ figure: 'custody import result', value: 0, shown: `${imp.failedFiles} files failed, ${imp.rejected} records refused, ${imp.records - imp.stored} of the imported files' records not stored`, target: 'every record stored', pass: false });
+  }
   if (vc && !vc.ok) r.targets.push({ figure: 'custody verify result', value: 0, shown: 'FAILED', target: 'OK', pass: false });
   if (vg && !vg.ok) r.targets.push({ figure: 'Go tlogcheck result', value: 0, shown: 'FAILED', target: 'OK', pass: false });
   if ('chainOk' in r.postgres && !r.postgres.chainOk) r.targets.push({ figure: 'PostgreSQL chain check', value: 0, shown: 'BROKEN', target: 'intact', pass: false });
@@ -353,6 +386,22 @@ function report(r: Results): string {
   if (vg) rows.push(['   Go tlogcheck -full (reference)', `${vg.ok ? '' : 'FAILED '}${int(vg.entriesPerSec)} entries/s`]);
   else if (r.custody.verify.goSkipped) rows.push(['   Go tlogcheck -full (reference)', r.custody.verify.goSkipped]);
   if (vc) rows.push(['   custody verify / Go', `${fixed(r.ratios.verifyOverGo, 2)}×`, ...verdict(tg('custody verify / Go tlogcheck'))]);
+  const im = r.import;
+  if ('import' in im) {
+    rows.push([`7. custody import, CloudTrail .json.gz files${im.import.complete ? '' : ` (${int(im.import.files)} of ${int(im.files)} in ${r.options.importMaxS} s)`}`, `${fixed(im.import.gzipMBps)} MB/s of gzip`, ...verdict(tg('custody import (gzip-delivered CloudTrail)'))]);
+    rows.push(['   uncompressed JSON; records', `${fixed(im.import.jsonMBps, 0)} MB/s; ${int(im.import.recordsPerSec)} records/s`]);
+    rows.push(['   baseline: read + gunzip + JSON.parse (1 core)', `${fixed(im.baseline.gzipMBps)} MB/s of gzip; ${int(im.baseline.recordsPerSec)} records/s`]);
+    rows.push(['   import / baseline', `${fixed(im.ratio, 2)}×`, 'info']);
+    rows.push(['   CPU: server / CLI; server peak RSS', `${fixed(im.import.serverCpuCores, 2)} / ${fixed(im.import.cliCpuCores, 2)} cores; ${int(im.import.serverPeakRssMB)} MiB`]);
+  } else rows.push(['7. custody import', im.skipped]);
+  const pr = r.protocols;
+  if ('rates' in pr) {
+    rows.push(['8. push protocols (records/s; MB/s of request bodies)', '', 'vs NDJSON']);
+    for (const x of pr.rates) {
+      if (x.available) rows.push([`   ${x.protocol}`, `${int(x.recordsPerSec)}/s; ${fixed(x.mbPerSec)} MB/s`, x === pr.rates[0] ? 'baseline' : `${fixed(x.ratio, 2)}×`]);
+      else rows.push([`   ${x.protocol}`, x.reason ?? 'not available']);
+    }
+  } else rows.push(['8. push protocols', pr.skipped]);
 
   const lines = [
     '',
@@ -373,6 +422,16 @@ function report(r: Results): string {
   if ('entriesPerSec' in f) notes.push(`file: fdatasync p50 / p99 per batch (write + sync) ${fixed(f.syncMs.p50)} / ${fixed(f.syncMs.p99)} ms.`);
   if (vc) notes.push(`verify: wall time from spawn to exit over HTTP against the idle server; custody: ${vc.detail}.${vg ? ` Go: ${vg.detail.split('\n').pop()}` : ''}`);
   if (r.custody.cpuProfile) notes.push(`server CPU profile (ingest phase): ${r.custody.cpuProfile}`);
+  if ('import' in im) {
+    notes.push(
+      `import: ${int(im.records)} real CloudTrail sample records replicated with fresh eventIDs over ${im.regions} regions, ${fixed(im.jsonBytes / 1e6, 0)} MB of JSON in ${im.files} delivered-style .json.gz files (${fixed(im.gzipBytes / 1e6, 1)} MB, ${fixed(im.jsonBytes / im.gzipBytes, 1)}× compression); ` +
+        `\`custody import <folder> --concurrency ${r.options.importConcurrency}\` into a fresh server, wall time from spawn to exit ${fixed(im.import.wallSeconds, 1)} s (${fixed(im.import.cliSeconds, 1)} s inside the CLI); ${im.detail}.`,
+    );
+  }
+  if ('rates' in pr) {
+    const bad = pr.rates.filter((x) => x.available && x.logGrowth !== x.acknowledged);
+    notes.push(`protocols: ${pr.workload}, one fresh server, each protocol ${r.options.protocolDurationS} s after ${Math.min(r.options.warmupS, 1)} s of warm-up; syslog: messages sent ÷ time until the logs held them.${bad.length ? ` Log growth differed from what was acknowledged for: ${bad.map((x) => `${x.protocol} (${x.logGrowth} of ${x.acknowledged})`).join(', ')}.` : ' Every log grew by exactly the acknowledged records.'}`);
+  }
   const missed = r.targets.filter((t) => t.pass === false).map((t) => t.figure);
   lines.push(...notes.map((n) => `- ${n}`), '', missed.length ? `MISSED: ${missed.join('; ')}` : 'All measured targets met.', '');
   return lines.join('\n');
@@ -397,6 +456,8 @@ async function main(): Promise<void> {
     custody: { ingest: null, rss: null, verify: { custody: null, go: null }, cpuProfile: null },
     postgres: { skipped: 'not run' },
     file: { skipped: 'not run' },
+    import: { skipped: 'not run' },
+    protocols: { skipped: 'not run' },
     ratios: { custodyOverPostgres: NaN, custodyOverFile: NaN, verifyOverGo: NaN },
     targets: [],
     totalSeconds: 0,
@@ -422,6 +483,20 @@ async function main(): Promise<void> {
     log(`baseline B: ${int(r.file.entriesPerSec)} entries/s`);
     syncDisks();
   }
+
+  if (o.skipImport) r.import = { skipped: 'skipped (--skip-import)' };
+  else {
+    const samplesDir = [join(repoRoot, '..', 'shared', 'samples'), '/work/shared/samples'].find((d) => fileExists(join(d, 'cloudtrail')));
+    if (!samplesDir) r.import = { skipped: 'no ../shared/samples/cloudtrail to build the corpus from' };
+    else {
+      if (o.cpuProf) mkdirSync(o.cpuProf, { recursive: true });
+      r.import = await importBench({ importMb: o.importMb, concurrency: o.importConcurrency, maxSeconds: o.importMaxS, samplesDir, bin: custodyBin, serverNodeArgs: o.serverNodeArgs, cpuProf: o.cpuProf ? resolve(o.cpuProf) : null }, log);
+      if (o.cpuProf) log(`import: server CPU profile: ${join(resolve(o.cpuProf), 'import-server.cpuprofile')}`);
+    }
+  }
+
+  if (o.skipProtocols) r.protocols = { skipped: 'skipped (--skip-protocols)' };
+  else r.protocols = await protocolBench({ bin: custodyBin, serverNodeArgs: o.serverNodeArgs, durationS: o.protocolDurationS, warmupS: Math.min(o.warmupS, 1), writers: Math.min(o.writers, 4), batch: o.batch }, log);
 
   r.totalSeconds = (performance.now() - t0) / 1000;
   evaluate(r);

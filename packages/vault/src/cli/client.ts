@@ -79,6 +79,59 @@ export class CustodyClient {
   async text(path: string): Promise<string> {
     return (await this.request('GET', path)).text();
   }
+
+  /**
+   * POST /v1/ingest: one file's bytes exactly as stored (`gzip`: the raw .gz bytes, sent with
+   * Content-Encoding: gzip). Throws ApiError: status 0 / code NETWORK when the server cannot
+   * be reached; otherwise the server's status and code, with `retryAfter` (seconds, from the
+   * Retry-After header) added to `details` when the server gave one.
+   */
+  async ingest(q: { source: string; name: string; object?: string; log?: string }, body: Uint8Array, opts: { gzip?: boolean; signal?: AbortSignal } = {}): Promise<IngestAnswer> {
+    const query = new URLSearchParams({ source: q.source, name: q.name });
+    if (q.object !== undefined) query.set('object', q.object);
+    if (q.log !== undefined) query.set('log', q.log);
+    const headers: Record<string, string> = { 'content-type': 'application/octet-stream' };
+    if (opts.gzip) headers['content-encoding'] = 'gzip';
+    if (this.token) headers['authorization'] = `Bearer ${this.token}`;
+    let res: Response;
+    let text: string;
+    try {
+      res = await fetch(`${this.base}/v1/ingest?${query}`, { method: 'POST', headers, body, signal: opts.signal });
+      text = await res.text();
+    } catch (e) {
+      if ((e as Error).name === 'AbortError') throw e;
+      const cause = (e as { cause?: { code?: string; message?: string } }).cause;
+      throw new ApiError(0, 'NETWORK', `Cannot reach Custody at ${this.base} (${cause?.code ?? cause?.message ?? (e as Error).message}).`);
+    }
+    if (res.ok) return JSON.parse(text) as IngestAnswer;
+    let code = `HTTP_${res.status}`;
+    let message = text.slice(0, 500);
+    let details: Record<string, unknown> = {};
+    try {
+      const j = JSON.parse(text) as { error?: { code?: string; message?: string; details?: Record<string, unknown> } };
+      if (j.error?.code) {
+        code = j.error.code;
+        message = j.error.message ?? message;
+        details = { ...(j.error.details ?? {}) };
+      }
+    } catch {
+      /* not JSON */
+    }
+    const retry = Number(res.headers.get('retry-after'));
+    if (res.headers.has('retry-after') && Number.isFinite(retry)) details['retryAfter'] = retry;
+    throw new ApiError(res.status, code, message, details);
+  }
+}
+
+/** The answer of POST /v1/ingest. */
+export interface IngestAnswer {
+  source: string;
+  stored: number;
+  duplicates: number;
+  rejected: number;
+  ignored: number;
+  appends: Array<{ log: string; first: number; count: number }>;
+  errors: Array<{ position: number; code: string; error: string }>;
 }
 
 export function isKnownCode(code: string): code is ErrorCode {

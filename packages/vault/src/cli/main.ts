@@ -37,13 +37,14 @@ program
   .description('create a new vault in a data directory (serve does this on its first start)')
   .addOption(dataOpt())
   .option('--prefix <prefix>', 'origin prefix of the logs, e.g. custody.example.org')
-  .option('--regions <list>', 'comma-separated regions, one log each (default: local)')
+  .option('--regions <list>', 'comma-separated regions, one log each; a vault with a list refuses records for other regions (default: "local", and a region seen in a record gets its own log on first sight)')
+  .option('--auto-regions', 'with --regions: still create a log for a new region on first sight')
   .addOption(jsonOpt())
-  .action((o: { data?: string; prefix?: string; regions?: string; json?: boolean }) => {
+  .action((o: { data?: string; prefix?: string; regions?: string; autoRegions?: boolean; json?: boolean }) => {
     jsonOutput = !!o.json;
     process.umask(0o077);
     const dir = resolveDataDir(o.data);
-    const r = initVault(dir, { prefix: o.prefix, regions: o.regions?.split(',').map((s) => s.trim()).filter(Boolean) });
+    const r = initVault(dir, { prefix: o.prefix, regions: o.regions?.split(',').map((s) => s.trim()).filter(Boolean), ...(o.autoRegions ? { regionMode: 'auto' as const } : {}) });
     if (o.json) cmd.print(true, { dataDir: dir, logs: r.logs, tokensFile: r.tokensFile }, () => '');
     else printInit(r, dir);
   });
@@ -60,7 +61,12 @@ program
   .option('--tls-cert <file>', 'PEM certificate: serve HTTPS')
   .option('--tls-key <file>', 'PEM private key for --tls-cert')
   .option('--log-level <level>', 'server log level (fatal, error, warn, info, debug)')
-  .action(async (o: { data?: string; host: string; port: number; checkpointInterval: number; prefix?: string; regions?: string; tlsCert?: string; tlsKey?: string; logLevel?: string }) => {
+  .option('--syslog-port <n>', 'also receive syslog over TCP on this port (RFC 5424/3164, octet counting or LF framing; docs/SYSLOG.md)', intArg('--syslog-port', 0, 65535))
+  .option('--syslog-tls-port <n>', 'also receive syslog over TLS on this port (RFC 5425, usually 6514); uses --tls-cert and --tls-key', intArg('--syslog-tls-port', 0, 65535))
+  .option('--syslog-host <addr>', 'address of the syslog listeners (default: --host)')
+  .option('--syslog-token-file <file>', 'file holding the writer token syslog messages are stored as (default: $CUSTODY_SYSLOG_TOKEN)')
+  .option('--syslog-tls-ca <file>', 'PEM CA: syslog TLS clients must present a certificate it signed (its CN is recorded)')
+  .action(async (o: { data?: string; host: string; port: number; checkpointInterval: number; prefix?: string; regions?: string; tlsCert?: string; tlsKey?: string; logLevel?: string; syslogPort?: number; syslogTlsPort?: number; syslogHost?: string; syslogTokenFile?: string; syslogTlsCa?: string }) => {
     await serve({
       data: resolveDataDir(o.data),
       host: o.host,
@@ -71,6 +77,11 @@ program
       tlsCert: o.tlsCert,
       tlsKey: o.tlsKey,
       logLevel: o.logLevel,
+      syslogPort: o.syslogPort,
+      syslogTlsPort: o.syslogTlsPort,
+      syslogHost: o.syslogHost,
+      syslogTokenFile: o.syslogTokenFile,
+      syslogTlsCa: o.syslogTlsCa,
     });
   });
 
@@ -126,9 +137,10 @@ program
 
 program
   .command('append [files...]')
-  .description('append JSON records (one per line; files, .gz files, or stdin) as a writer')
-  .option('--log <name>', 'log to append to', 'local')
-  .option('--source <type>', 'source type recorded in each entry, e.g. app.nginx')
+  .description('append records (one per line; files, .gz files, or stdin) as a writer; for whole delivered files use `custody import`')
+  .option('--log <name>', 'log for records that name no region', 'local')
+  .option('--source <type>', 'a label recorded in each entry (e.g. app.nginx), or a line-oriented parser: syslog, apache, nginx-error, vpcflow, guardduty, macie (see GET /v1/sources)')
+  .option('--text', 'the lines are text, not JSON (sent as text/plain)')
   .option('--wait', 'wait for the signed checkpoint and keep the receipts')
   .option('--receipts <file>', 'with --wait: write the receipts (checkpoint + inclusion proofs) to this file')
   .option('--batch <n>', 'records per request', intArg('--batch', 1, 100000), 5000)
@@ -137,7 +149,28 @@ program
   .addOption(jsonOpt())
   .action(async (files: string[], o) => {
     jsonOutput = !!o.json;
-    await cmd.append(files, o);
+    if (!(await cmd.append(files, o))) process.exitCode = 1;
+  });
+
+program
+  .command('import <location>')
+  .description('import delivered log files from a folder, a file or s3://bucket/prefix (CloudTrail, VPC Flow Logs, Config, GuardDuty, Macie, CloudWatch Logs exports, app logs) as a writer; resumable')
+  .option('--source <name>', 'parser for every file, or auto to detect each file from its name and content', 'auto')
+  .option('--log <name>', 'log for records that name no region (default: the writer\'s default log)')
+  .option('--concurrency <n>', 'files in flight at once', intArg('--concurrency', 1, 64), 4)
+  .option('--state <file>', 'resume state file (default: one per server, location and source in ~/.local/state/custody/)')
+  .option('--restart', 'ignore what an earlier interrupted run finished and send every file again')
+  .option('--exclude <pattern>', 'leave out matching paths or keys (* within a folder, ** across; repeatable)', (v: string, prev: string[] = []) => [...prev, v])
+  .option('--endpoint <url>', 'S3 endpoint for s3:// locations (default: $AWS_ENDPOINT_URL_S3 or $AWS_ENDPOINT_URL)')
+  .option('--report <file>', 'append one JSON line per imported file (its logs, indices and refused records) to this file')
+  .option('--dry-run', 'list what would be imported, with the source judged by name, and send nothing')
+  .addOption(urlOpt())
+  .addOption(tokenOpt())
+  .addOption(jsonOpt())
+  .action(async (location: string, o) => {
+    jsonOutput = !!o.json;
+    const { importCommand } = await import('./import.js');
+    process.exitCode = await importCommand(location, o);
   });
 
 program

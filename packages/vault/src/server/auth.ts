@@ -21,23 +21,27 @@ export function bearerToken(req: FastifyRequest): string | null {
  *            the user part with an empty password is accepted too)
  *   splunk   Authorization: Splunk <token> — Splunk HEC
  *   firehose X-Amz-Firehose-Access-Key: <token> — Firehose HTTP endpoint delivery
+ *   apikey   Authorization: ApiKey base64(<any id>:<token>) — Elasticsearch clients, Beats,
+ *            Logstash (`api_key: "custody:<token>"`)
  */
-export type CredentialForm = 'bearer' | 'basic' | 'splunk' | 'firehose';
+export type CredentialForm = 'bearer' | 'basic' | 'splunk' | 'firehose' | 'apikey';
+
+function afterColon(b64: string): string | null {
+  const plain = Buffer.from(b64, 'base64').toString('utf8');
+  const colon = plain.indexOf(':');
+  if (colon < 0) return plain || null;
+  return plain.slice(colon + 1) || plain.slice(0, colon) || null;
+}
 
 export function presentedToken(req: FastifyRequest, forms: readonly CredentialForm[]): string | null {
   const h = req.headers.authorization;
   if (typeof h === 'string') {
-    const m = /^(Bearer|Basic|Splunk) +(\S+)\s*$/i.exec(h);
+    const m = /^(Bearer|Basic|Splunk|ApiKey) +(\S+)\s*$/i.exec(h);
     const scheme = m?.[1]!.toLowerCase();
     if (m && scheme === 'bearer' && forms.includes('bearer')) return m[2]!;
     if (m && scheme === 'splunk' && forms.includes('splunk')) return m[2]!;
-    if (m && scheme === 'basic' && forms.includes('basic')) {
-      const plain = Buffer.from(m[2]!, 'base64').toString('utf8');
-      const colon = plain.indexOf(':');
-      if (colon < 0) return plain || null;
-      const pass = plain.slice(colon + 1);
-      return pass || plain.slice(0, colon) || null;
-    }
+    if (m && scheme === 'basic' && forms.includes('basic')) return afterColon(m[2]!);
+    if (m && scheme === 'apikey' && forms.includes('apikey')) return afterColon(m[2]!);
   }
   if (forms.includes('firehose')) {
     const k = req.headers['x-amz-firehose-access-key'];
@@ -54,6 +58,7 @@ function howToSend(forms: readonly CredentialForm[]): string {
     basic: 'HTTP Basic auth with the token as password',
     splunk: '"Authorization: Splunk <token>"',
     firehose: 'the endpoint access key (X-Amz-Firehose-Access-Key) set to the token',
+    apikey: '"Authorization: ApiKey base64(custody:<token>)"',
   };
   return forms.map((f) => ways[f]).join(' or ');
 }

@@ -10,7 +10,7 @@ declare module 'fastify' {
     /** Served without a token (health, readiness, metrics). */
     public?: boolean;
     /** Token forms accepted (server/auth.ts); default ["bearer"]. */
-    credentials?: ReadonlyArray<'bearer' | 'basic' | 'splunk' | 'firehose'>;
+    credentials?: ReadonlyArray<'bearer' | 'basic' | 'splunk' | 'firehose' | 'apikey'>;
     /** A write to log data: always refused with 405 and recorded as a tamper attempt. */
     tamper?: boolean;
   }

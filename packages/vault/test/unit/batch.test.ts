@@ -57,3 +57,20 @@ test('deeply nested JSON is handled without blowing the stack', () => {
   const r = parseJsonBody(Buffer.from(`[${deep}]`), 'json');
   assert.equal(r.records.length + r.errors.length, 1);
 });
+
+test('topLevelValueRange finds a member whatever its kind, also as the last member', async () => {
+  const { topLevelValueRange } = await import('../../src/ingest/sources/generic.js');
+  const cases: Array<[string, string, string | null]> = [
+    ['{"a":5}', 'a', '5'],
+    ['{"a":true}', 'a', 'true'],
+    ['{"b":1,"a":null }', 'a', 'null'],
+    ['{"a":[1,{"x":"}"}],"b":2}', 'a', '[1,{"x":"}"}]'],
+    ['{"a":"s\\"}"}', 'a', '"s\\"}"'],
+    ['{"x":{"a":1}}', 'a', null],
+  ];
+  for (const [json, key, want] of cases) {
+    const b = Buffer.from(json);
+    const r = topLevelValueRange(b, key);
+    assert.equal(r ? b.toString('utf8', r.start, r.end) : null, want, json);
+  }
+});

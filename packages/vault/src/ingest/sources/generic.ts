@@ -155,6 +155,8 @@ function valueEnd(body: Buffer, i: number): number {
     if (c === 0x22) inString = true;
     else if (c === 0x5b || c === 0x7b) depth++;
     else if (c === 0x5d || c === 0x7d) {
+      // A scalar that is the last member ends at its parent's closing bracket.
+      if (depth === 0) return j;
       depth--;
       if (depth === 0) return j + 1;
     } else if (depth === 0 && (c === 0x2c || WS.has(c))) return j;
