@@ -13,7 +13,7 @@
  *   never a lost record.
  * - One bad record never sinks the others: it gets its own outcome.
  */
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import { CustodyError, isCustodyError } from '../errors.js';
 import type { Vault } from '../vault.js';
 import type { PrincipalRow } from '../storage/db.js';
@@ -37,7 +37,7 @@ interface Waiter {
 const inFlight = new WeakMap<Vault, Map<string, Waiter>>();
 
 function keyHash(key: string): Buffer {
-  return createHash('sha256').update(key).digest().subarray(0, 16);
+  return (hash('sha256', key, 'buffer') as Buffer).subarray(0, 16);
 }
 
 function outcomeRejected(e: unknown): RecordOutcome {
@@ -143,11 +143,13 @@ export async function ingestRecords(vault: Vault, records: ParsedRecord[], opts:
   try {
     // 3. Group the records to store by (log, source, attributes) in input order, and append.
     const groups = new Map<string, { log: string; source: string; attrs?: Record<string, string>; idx: number[] }>();
+    const requestAttrs = cleanAttrs(opts.attrs);
+    const requestAttrsKey = requestAttrs ? JSON.stringify(requestAttrs) : '';
     for (let i = 0; i < records.length; i++) {
       if (outcomes[i] || dupOf[i] !== undefined) continue;
       const r = records[i]!;
-      const attrs = cleanAttrs({ ...(opts.attrs ?? {}), ...(r.attrs ?? {}) });
-      const gk = `${target[i]}\u0000${r.source}\u0000${attrs ? JSON.stringify(attrs) : ''}`;
+      const attrs = r.attrs ? cleanAttrs({ ...(opts.attrs ?? {}), ...r.attrs }) : requestAttrs;
+      const gk = `${target[i]}\u0000${r.source}\u0000${r.attrs ? (attrs ? JSON.stringify(attrs) : '') : requestAttrsKey}`;
       let g = groups.get(gk);
       if (!g) groups.set(gk, (g = { log: target[i]!, source: r.source, attrs, idx: [] }));
       g.idx.push(i);

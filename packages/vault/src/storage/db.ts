@@ -74,6 +74,8 @@ function toPrincipal(r: PrincipalDbRow): PrincipalRow {
 
 export class VaultDb {
   private readonly db: Database.Database;
+  private readonly lookupStmts = new Map<number, Database.Statement>();
+  private rememberStmt: Database.Statement | undefined;
 
   constructor(path: string) {
     try {
@@ -136,14 +138,18 @@ export class VaultDb {
     this.db.prepare('INSERT INTO logs (name, origin, region, kind, created_at) VALUES (?, ?, ?, ?, ?)').run(row.name, row.origin, row.region, row.kind, row.createdAt);
   }
 
-  /** The stored position of each key already seen (keys: 16-byte hashes). */
+  /** The stored position of each key already seen (keys: 16-byte hashes), looked up in chunks. */
   dedupeLookup(keys: Buffer[]): Map<string, { log: string; index: number }> {
     const out = new Map<string, { log: string; index: number }>();
-    if (keys.length === 0) return out;
-    const get = this.db.prepare('SELECT log, idx FROM dedupe WHERE key = ?');
-    for (const k of keys) {
-      const r = get.get(k) as { log: string; idx: number } | undefined;
-      if (r) out.set(k.toString('hex'), { log: r.log, index: r.idx });
+    const CHUNK = 128;
+    for (let i = 0; i < keys.length; i += CHUNK) {
+      const part = keys.slice(i, i + CHUNK);
+      let stmt = this.lookupStmts.get(part.length);
+      if (!stmt) {
+        stmt = this.db.prepare(`SELECT key, log, idx FROM dedupe WHERE key IN (${part.map(() => '?').join(',')})`);
+        this.lookupStmts.set(part.length, stmt);
+      }
+      for (const r of stmt.all(...part) as Array<{ key: Buffer; log: string; idx: number }>) out.set(r.key.toString('hex'), { log: r.log, index: r.idx });
     }
     return out;
   }
@@ -151,7 +157,7 @@ export class VaultDb {
   /** Remembers keys of durable records (first writer wins). */
   dedupeRemember(rows: Array<{ key: Buffer; log: string; index: number }>): void {
     if (rows.length === 0) return;
-    const put = this.db.prepare('INSERT OR IGNORE INTO dedupe (key, log, idx) VALUES (?, ?, ?)');
+    const put = (this.rememberStmt ??= this.db.prepare('INSERT OR IGNORE INTO dedupe (key, log, idx) VALUES (?, ?, ?)'));
     this.db.transaction(() => {
       for (const r of rows) put.run(r.key, r.log, r.index);
     })();

@@ -293,6 +293,24 @@ export function elementUnits(body: Buffer, from = 0, to = body.length, limit = M
   return out;
 }
 
+/**
+ * Like elementUnits, for an array the caller has already parsed whole (`values`): each
+ * element's value is taken from the parse instead of parsing its bytes again. `utf8Checked`
+ * says the whole input is known to be UTF-8, so elements need no check of their own.
+ */
+export function elementUnitsOf(body: Buffer, from: number, to: number, values: unknown[], utf8Checked: boolean, limit = MAX_RECORD_SIZE): Units | null {
+  const els = arrayElements(body, from, to);
+  if (!els || els.length !== values.length) return null;
+  const out: Units = { units: [], errors: [], ignored: 0 };
+  for (let i = 0; i < els.length; i++) {
+    const bytes = els[i]!;
+    if (bytes.length > limit) out.errors.push(limit === MAX_RECORD_SIZE ? tooLarge(i + 1, bytes.length) : unitTooLarge(i + 1, bytes.length, limit));
+    else if (!utf8Checked && !isUtf8(bytes)) out.errors.push(notUtf8(i + 1));
+    else out.units.push({ bytes, position: i + 1, value: values[i] });
+  }
+  return out;
+}
+
 /** The whole input as one unit at position 1 (already parsed by readJsonInput), size- and UTF-8-checked. */
 export function wholeUnit(bytes: Buffer, value: unknown, limit = MAX_RECORD_SIZE): Units {
   if (bytes.length > limit) return { units: [], errors: [limit === MAX_RECORD_SIZE ? tooLarge(1, bytes.length) : unitTooLarge(1, bytes.length, limit)], ignored: 0 };

@@ -9,12 +9,14 @@
  * `AWSLogs/[o-id/]<acct>/CloudTrail/<region>/…/<acct>_CloudTrail_<region>_<ts>_<id>.json.gz`;
  * "the same eventID can be delivered twice" — hence the dedupe key `aws.cloudtrail:<eventID>`.
  */
+import { isUtf8 } from 'node:buffer';
 import type { CommonFields, ParseContext, ParseResult, SourceParser } from '../types.js';
 import { topLevelValueRange } from './generic.js';
 import {
   OCSF,
   collectUnits,
   elementUnits,
+  elementUnitsOf,
   eventBridgeDetail,
   ipOrUndefined,
   isoTime,
@@ -163,11 +165,13 @@ function parseCloudTrail(body: Buffer, ctx: ParseContext): ParseResult {
   if (input.kind === 'bad') return { records: [], errors: [input.error], ignored: 0 };
   if (input.kind === 'lines') return collectUnits(lineUnits(body), (u, out) => addEvent(u, out, false), KIND);
   const { bytes, value } = input;
-  if (Array.isArray(value)) return collectUnits(elementUnits(bytes) ?? unsplittable(), (u, out) => addEvent(u, out, false), KIND);
+  // The whole input was parsed once; its elements are not parsed again (large files).
+  const utf8 = isUtf8(bytes);
+  if (Array.isArray(value)) return collectUnits(elementUnitsOf(bytes, 0, bytes.length, value, utf8) ?? elementUnits(bytes) ?? unsplittable(), (u, out) => addEvent(u, out, false), KIND);
   const o = obj(value);
   if (o && Array.isArray(o.Records)) {
     const range = topLevelValueRange(bytes, 'Records');
-    const units = (range && elementUnits(bytes, range.start, range.end)) || unsplittable();
+    const units = (range && (elementUnitsOf(bytes, range.start, range.end, o.Records, utf8) ?? elementUnits(bytes, range.start, range.end))) || unsplittable();
     // An array none of whose elements is CloudTrail (an S3 or SQS notification) is refused whole.
     if (units.units.length > 0 && !units.units.some((u) => isCloudTrailEvent(u.value))) return collectUnits(units, () => false, KIND);
     return collectUnits(units, (u, out) => addEvent(u, out, true), KIND);
