@@ -5,6 +5,7 @@
  *   <data>/vault.json          vault id, origin prefix, regions
  *   <data>/keyring.json        keys (0600) — see crypto/keyring.ts
  *   <data>/custody.db          SQLite — see storage/db.ts
+ *   <data>/dedupe.db           SQLite: dedupe keys of stored records (hashes only)
  *   <data>/logs/<log>/         tree, blobs and journal of each log — see storage/posix.ts
  *   <data>/initial-tokens.txt  the first admin, writer and auditor tokens (0600, first start)
  */
@@ -16,7 +17,7 @@ import { Ed25519NoteSigner, hashLeaf } from '@custody/verify';
 import { CustodyError } from './errors.js';
 import { Keyring } from './crypto/keyring.js';
 import { nativeSha256 } from './crypto/sha256.js';
-import { VaultDb, type LogRow, type PrincipalRow } from './storage/db.js';
+import { VaultDb, DedupeStore, type LogRow, type PrincipalRow } from './storage/db.js';
 import { writeFileAtomicSync } from './storage/atomic.js';
 import { LogSequencer, type PublishedCheckpoint } from './sequencer/log-sequencer.js';
 import { Authenticator, createPrincipal } from './auth/tokens.js';
@@ -163,6 +164,7 @@ export function initVault(dataDir: string, opts: InitOptions = {}): InitResult {
 export class Vault {
   readonly logs = new Map<string, LogSequencer>();
   readonly auth: Authenticator;
+  readonly dedupe: DedupeStore;
   private closing = false;
   private auditTimer: NodeJS.Timeout | null = null;
   private readonly floods = new Map<string, { windowStart: number; count: number; suppressed: number; type: string; address: unknown }>();
@@ -180,6 +182,7 @@ export class Vault {
     private readonly log: Logger,
   ) {
     this.auth = new Authenticator(db);
+    this.dedupe = new DedupeStore(join(dataDir, 'dedupe.db'));
   }
 
   static async open(dataDir: string, opts: VaultOptions): Promise<Vault> {
@@ -403,5 +406,6 @@ export class Vault {
       }
     }
     this.db.close();
+    this.dedupe.close();
   }
 }

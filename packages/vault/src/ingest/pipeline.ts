@@ -118,7 +118,7 @@ export async function ingestRecords(vault: Vault, records: ParsedRecord[], opts:
     if (w) waits.add(w.promise);
   }
   if (waits.size > 0) await Promise.allSettled([...waits]);
-  const seen = vault.db.dedupeLookup(lookups);
+  const seen = vault.dedupe.lookup(lookups);
   let release!: () => void;
   const mine: Waiter = { promise: new Promise<void>((res) => (release = res)) };
   const claimed: string[] = [];
@@ -183,7 +183,7 @@ export async function ingestRecords(vault: Vault, records: ParsedRecord[], opts:
         }
       }),
     );
-    vault.db.dedupeRemember(remember);
+    vault.dedupe.remember(remember);
     for (let i = 0; i < records.length; i++) {
       const d = dupOf[i];
       if (d === undefined) continue;

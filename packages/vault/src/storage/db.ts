@@ -54,9 +54,6 @@ const MIGRATIONS = [
   // Admin actions taken offline (`custody token … --data`) wait here until the server appends
   // them to the audit log.
   `CREATE TABLE pending_audit (id INTEGER PRIMARY KEY AUTOINCREMENT, event TEXT NOT NULL);`,
-  // Records stored once per key (CloudTrail eventID, Firehose request id + record number):
-  // key = first 16 bytes of SHA-256 of the dedupe key, so the table never holds record content.
-  `CREATE TABLE dedupe (key BLOB PRIMARY KEY, log TEXT NOT NULL, idx INTEGER NOT NULL) WITHOUT ROWID;`,
 ];
 
 function toPrincipal(r: PrincipalDbRow): PrincipalRow {
@@ -74,8 +71,6 @@ function toPrincipal(r: PrincipalDbRow): PrincipalRow {
 
 export class VaultDb {
   private readonly db: Database.Database;
-  private readonly lookupStmts = new Map<number, Database.Statement>();
-  private rememberStmt: Database.Statement | undefined;
 
   constructor(path: string) {
     try {
@@ -138,31 +133,6 @@ export class VaultDb {
     this.db.prepare('INSERT INTO logs (name, origin, region, kind, created_at) VALUES (?, ?, ?, ?, ?)').run(row.name, row.origin, row.region, row.kind, row.createdAt);
   }
 
-  /** The stored position of each key already seen (keys: 16-byte hashes), looked up in chunks. */
-  dedupeLookup(keys: Buffer[]): Map<string, { log: string; index: number }> {
-    const out = new Map<string, { log: string; index: number }>();
-    const CHUNK = 128;
-    for (let i = 0; i < keys.length; i += CHUNK) {
-      const part = keys.slice(i, i + CHUNK);
-      let stmt = this.lookupStmts.get(part.length);
-      if (!stmt) {
-        stmt = this.db.prepare(`SELECT key, log, idx FROM dedupe WHERE key IN (${part.map(() => '?').join(',')})`);
-        this.lookupStmts.set(part.length, stmt);
-      }
-      for (const r of stmt.all(...part) as Array<{ key: Buffer; log: string; idx: number }>) out.set(r.key.toString('hex'), { log: r.log, index: r.idx });
-    }
-    return out;
-  }
-
-  /** Remembers keys of durable records (first writer wins). */
-  dedupeRemember(rows: Array<{ key: Buffer; log: string; index: number }>): void {
-    if (rows.length === 0) return;
-    const put = (this.rememberStmt ??= this.db.prepare('INSERT OR IGNORE INTO dedupe (key, log, idx) VALUES (?, ?, ?)'));
-    this.db.transaction(() => {
-      for (const r of rows) put.run(r.key, r.log, r.index);
-    })();
-  }
-
   listLogs(): LogRow[] {
     return (this.db.prepare('SELECT name, origin, region, kind, created_at AS createdAt FROM logs ORDER BY kind DESC, name').all() as LogRow[]);
   }
@@ -212,5 +182,60 @@ export class VaultDb {
       this.db.prepare('UPDATE principals SET revoked_at = ?, revoked_by = ? WHERE id = ?').run(new Date().toISOString(), by, p.id);
     }
     return this.getPrincipal(p.id)!;
+  }
+}
+
+/**
+ * Which records are already stored, by dedupe key (CloudTrail eventID, CloudWatch Logs event
+ * id, an imported object's record number …): key = first 16 bytes of SHA-256 of the dedupe key,
+ * so the file never holds record content. A database of its own (`dedupe.db`), written with
+ * synchronous=NORMAL: it is written on every ingest, after the records are durable in the
+ * journal, and losing its last transactions to a power cut can only cause a second copy of a
+ * record later — never a lost one — so it need not pay an fsync per request.
+ */
+export class DedupeStore {
+  private readonly db: Database.Database;
+  private readonly lookupStmts = new Map<number, Database.Statement>();
+  private rememberStmt: Database.Statement | undefined;
+
+  constructor(path: string) {
+    try {
+      this.db = new Database(path);
+    } catch (e) {
+      throw new CustodyError('CONFIG', `Cannot open the dedupe database ${path}: ${(e as Error).message}.`);
+    }
+    this.db.pragma('journal_mode = WAL');
+    this.db.pragma('synchronous = NORMAL');
+    this.db.pragma('busy_timeout = 5000');
+    this.db.exec('CREATE TABLE IF NOT EXISTS dedupe (key BLOB PRIMARY KEY, log TEXT NOT NULL, idx INTEGER NOT NULL) WITHOUT ROWID');
+  }
+
+  /** The stored position of each key already seen (keys: 16-byte hashes), looked up in chunks. */
+  lookup(keys: Buffer[]): Map<string, { log: string; index: number }> {
+    const out = new Map<string, { log: string; index: number }>();
+    const CHUNK = 128;
+    for (let i = 0; i < keys.length; i += CHUNK) {
+      const part = keys.slice(i, i + CHUNK);
+      let stmt = this.lookupStmts.get(part.length);
+      if (!stmt) {
+        stmt = this.db.prepare(`SELECT key, log, idx FROM dedupe WHERE key IN (${part.map(() => '?').join(',')})`);
+        this.lookupStmts.set(part.length, stmt);
+      }
+      for (const r of stmt.all(...part) as Array<{ key: Buffer; log: string; idx: number }>) out.set(r.key.toString('hex'), { log: r.log, index: r.idx });
+    }
+    return out;
+  }
+
+  /** Remembers keys of durable records (first writer wins). */
+  remember(rows: Array<{ key: Buffer; log: string; index: number }>): void {
+    if (rows.length === 0) return;
+    const put = (this.rememberStmt ??= this.db.prepare('INSERT OR IGNORE INTO dedupe (key, log, idx) VALUES (?, ?, ?)'));
+    this.db.transaction(() => {
+      for (const r of rows) put.run(r.key, r.log, r.index);
+    })();
+  }
+
+  close(): void {
+    this.db.close();
   }
 }
