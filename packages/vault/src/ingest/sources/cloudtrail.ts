@@ -11,7 +11,7 @@
  */
 import { isUtf8 } from 'node:buffer';
 import type { CommonFields, ParseContext, ParseResult, SourceParser } from '../types.js';
-import { topLevelValueRange } from './generic.js';
+import { topLevelValueRange, topLevelValueStart } from './generic.js';
 import {
   OCSF,
   collectUnits,
@@ -170,8 +170,10 @@ function parseCloudTrail(body: Buffer, ctx: ParseContext): ParseResult {
   if (Array.isArray(value)) return collectUnits(elementUnitsOf(bytes, 0, bytes.length, value, utf8) ?? elementUnits(bytes) ?? unsplittable(), (u, out) => addEvent(u, out, false), KIND);
   const o = obj(value);
   if (o && Array.isArray(o.Records)) {
-    const range = topLevelValueRange(bytes, 'Records');
-    const units = (range && (elementUnitsOf(bytes, range.start, range.end, o.Records, utf8) ?? elementUnits(bytes, range.start, range.end))) || unsplittable();
+    const start = topLevelValueStart(bytes, 'Records');
+    const fast = start >= 0 ? elementUnitsOf(bytes, start, bytes.length, o.Records, utf8) : null;
+    const range = fast ? null : topLevelValueRange(bytes, 'Records');
+    const units = fast ?? (range && elementUnits(bytes, range.start, range.end)) ?? unsplittable();
     // An array none of whose elements is CloudTrail (an S3 or SQS notification) is refused whole.
     if (units.units.length > 0 && !units.units.some((u) => isCloudTrailEvent(u.value))) return collectUnits(units, () => false, KIND);
     return collectUnits(units, (u, out) => addEvent(u, out, true), KIND);

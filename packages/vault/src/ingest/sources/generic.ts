@@ -103,6 +103,17 @@ export function arrayElements(body: Buffer, from = 0, to = body.length): Buffer[
  * range, without parsing the values before it. -1 when absent.
  */
 export function topLevelValueRange(body: Buffer, key: string): { start: number; end: number } | null {
+  const start = topLevelValueStart(body, key);
+  if (start < 0) return null;
+  const end = valueEnd(body, start);
+  return end < 0 ? null : { start, end };
+}
+
+/**
+ * Where the value of a top-level key of a JSON object starts, or -1 — without scanning the
+ * value itself (arrayElements finds where an array ends while splitting it).
+ */
+export function topLevelValueStart(body: Buffer, key: string): number {
   let depth = 0;
   let inString = false;
   let escaped = false;
@@ -121,8 +132,7 @@ export function topLevelValueRange(body: Buffer, key: string): { start: number; 
           if (body[j] !== 0x3a) continue;
           j++;
           while (j < body.length && WS.has(body[j]!)) j++;
-          const end = valueEnd(body, j);
-          return end < 0 ? null : { start: j, end };
+          return j < body.length ? j : -1;
         }
       }
       continue;
@@ -133,7 +143,7 @@ export function topLevelValueRange(body: Buffer, key: string): { start: number; 
     } else if (c === 0x7b || c === 0x5b) depth++;
     else if (c === 0x7d || c === 0x5d) depth--;
   }
-  return null;
+  return -1;
 }
 
 /** The end (exclusive) of the JSON value starting at `i`, or -1. */
