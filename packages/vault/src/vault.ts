@@ -221,8 +221,18 @@ export class Vault {
       checkpointIntervalMs: opts.checkpointIntervalMs,
       maxPendingEntries: opts.maxPendingEntries,
       admissionTimeoutMs: opts.admissionTimeoutMs,
+      // The audit log stays outside the shared budget: a flood of records must never hold up
+      // the record of who sent it.
+      sharedPending: row.kind === 'region' ? { total: () => this.pendingEntries(), max: opts.maxPendingEntries ?? 40_000 } : undefined,
       onPublish: opts.onPublish,
     });
+  }
+
+  /** Entries acknowledged but not yet in a checkpoint, over all region logs. */
+  pendingEntries(): number {
+    let n = 0;
+    for (const r of this.logRows) if (r.kind === 'region') n += this.logs.get(r.name)?.pendingEntries ?? 0;
+    return n;
   }
 
   get regionMode(): 'auto' | 'fixed' {

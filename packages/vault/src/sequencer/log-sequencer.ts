@@ -72,6 +72,12 @@ export interface SequencerOptions {
   maxPendingEntries?: number;
   /** How long a batch may wait for admission before PUSHBACK (503). */
   admissionTimeoutMs?: number;
+  /**
+   * Entries waiting for a checkpoint in all logs of the vault together, and the cap on it: a
+   * vault with many region logs keeps one memory bound, not one per log. A log with nothing
+   * pending is always admitted (it cannot be what holds the others up).
+   */
+  sharedPending?: { total(): number; max: number };
   /** Most entries one integration round takes. */
   maxRoundEntries?: number;
   onPublish?: (log: string, cp: PublishedCheckpoint, stats: { entries: number; ms: number }) => void;
@@ -120,6 +126,7 @@ export class LogSequencer {
   private readonly interval: number;
   private readonly maxBacklog: number;
   private readonly admissionTimeoutMs: number;
+  private readonly sharedPending: { total(): number; max: number } | undefined;
   private readonly published$ = new Signal();
   private readonly maxRound: number;
 
@@ -147,6 +154,7 @@ export class LogSequencer {
     this.interval = opts.checkpointIntervalMs ?? 100;
     this.maxBacklog = opts.maxPendingEntries ?? 40_000;
     this.admissionTimeoutMs = opts.admissionTimeoutMs ?? 10_000;
+    this.sharedPending = opts.sharedPending;
     this.maxRound = opts.maxRoundEntries ?? 65_536;
   }
 
@@ -334,7 +342,8 @@ export class LogSequencer {
       if (this.closed) throw new CustodyError('NOT_READY', `Log "${this.name}" is shutting down; retry in a moment.`);
       if (!this.worker) throw this.lastError ?? new CustodyError('NOT_READY', `Log "${this.name}" cannot integrate; see /readyz.`);
       const pending = this.pendingEntries;
-      if (pending === 0 || pending + count <= this.maxBacklog) break;
+      if (pending === 0) break;
+      if (pending + count <= this.maxBacklog && (!this.sharedPending || this.sharedPending.total() + count <= this.sharedPending.max)) break;
       if (Date.now() - started > this.admissionTimeoutMs) {
         throw new CustodyError('PUSHBACK', `Log "${this.name}" has ${pending} entries waiting for integration; retry after a second.`, { retryAfter: 1 });
       }

@@ -14,7 +14,7 @@ import { isIP } from 'node:net';
 import { CustodyError } from '../../errors.js';
 import { MAX_RECORD_SIZE } from '../../log/entry.js';
 import type { CommonFields, ParseResult, ParsedRecord, RecordError } from '../types.js';
-import { arrayElements, checkJson, forEachLine, isBlank, notUtf8, tooLarge } from './generic.js';
+import { arrayElements, checkJson, forEachLine, isBlank, notUtf8, tooLarge, trimJson } from './generic.js';
 
 /** A plain JSON object, or undefined. */
 export function obj(x: unknown): Record<string, unknown> | undefined {
@@ -186,17 +186,8 @@ export function arnRegion(arn: unknown): string | undefined {
 // ({"Records":[…]}, {"configurationItems":[…]}), a bare array, NDJSON, or one value. Each
 // helper below keeps every unit as the exact slice of the input it came from.
 
-const WS = new Set([0x20, 0x09, 0x0d, 0x0a]);
 
-/** The input without a UTF-8 byte order mark and surrounding whitespace (a subarray, not a copy). */
-export function trimJson(body: Buffer): Buffer {
-  let s = 0;
-  let e = body.length;
-  if (e >= 3 && body[0] === 0xef && body[1] === 0xbb && body[2] === 0xbf) s = 3;
-  while (s < e && WS.has(body[s]!)) s++;
-  while (e > s && WS.has(body[e - 1]!)) e--;
-  return body.subarray(s, e);
-}
+export { trimJson };
 
 export type JsonInput =
   | { kind: 'empty' }

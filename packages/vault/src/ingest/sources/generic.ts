@@ -203,7 +203,8 @@ function safeFields(f: (v: unknown) => CommonFields, v: unknown): CommonFields {
   }
 }
 
-function trimRange(body: Buffer): Buffer {
+/** The input without a UTF-8 byte order mark and surrounding whitespace (a subarray, not a copy). */
+export function trimJson(body: Buffer): Buffer {
   let s = 0;
   let e = body.length;
   if (e >= 3 && body[0] === 0xef && body[1] === 0xbb && body[2] === 0xbf) s = 3;
@@ -218,7 +219,7 @@ function trimRange(body: Buffer): Buffer {
  * bad line is named and the good ones kept.
  */
 export function parseJsonBody(body: Buffer, source: string, fieldsOf?: (v: unknown) => CommonFields): ParseResult {
-  const t = trimRange(body);
+  const t = trimJson(body);
   if (t.length === 0) return { records: [], errors: [], ignored: 0 };
   if (t[0] === 0x5b && isUtf8(t)) {
     let value: unknown;
