@@ -206,8 +206,10 @@ export async function verify(o: ClientFlags & { data?: string; log?: string; key
   if (logs.length === 0) throw new CustodyError('LOG_NOT_FOUND', `There is no log "${o.log}" at ${src.description}.`);
   if (o.key && logs.length > 1) throw new CustodyError('BAD_REQUEST', '--key pins one log\'s key: give --log too.');
   const reports: VerifyReport[] = [];
+  const reported: string[] = [];
   for (const info of logs) {
     const bar = new ProgressBar(`verify ${info.name}`, 0, !o.json);
+    const trustedBefore = trust.get(info.origin);
     const r = await verifyLog(src, info, {
       trust,
       key: o.key,
@@ -220,20 +222,43 @@ export async function verify(o: ClientFlags & { data?: string; log?: string; key
     });
     bar.done();
     reports.push(r);
+    // A log that disagrees with what this auditor verified before is reported to the vault,
+    // which records it as an alarm in its audit log (the auditor is the witness here).
+    const breach = r.problems.find((p) => TRUST_BREACHES.has(p.kind));
+    if (breach && trustedBefore && src instanceof HttpSource) {
+      const ok = await src.client
+        .json('POST', '/v1/trust/report', {
+          log: info.name,
+          reason: breach.kind,
+          trusted: { size: trustedBefore.size, root: trustedBefore.rootHash },
+          seen: { size: r.size, root: r.rootHash ?? trustedBefore.rootHash },
+          trustedKey: trustedBefore.verifierKey,
+          seenKey: info.verifierKey,
+          message: breach.message,
+          client: 'custody-cli',
+        })
+        .then(() => true)
+        .catch(() => false);
+      reported.push(ok ? `${info.name}: reported to the vault as an alarm (it is in the audit log).` : `${info.name}: could not report this to the vault; tell its operators and your team yourself.`);
+    }
   }
   src.close();
   const ok = reports.every((r) => r.ok);
-  print(o.json, { ok, source: src.description, trustFile: trust.path, logs: reports }, () =>
+  print(o.json, { ok, source: src.description, trustFile: trust.path, logs: reports, reported }, () =>
     reports
       .map((r) =>
         r.ok
           ? `OK    ${r.log}: ${r.size} entries, root ${r.rootHash}; ${r.entriesChecked} entries and ${r.tilesChecked} tiles recomputed${r.resumedFrom > 0 ? ` (resumed from the trusted checkpoint at ${r.resumedFrom})` : ''} in ${r.seconds.toFixed(1)} s.`
           : [`FAIL  ${r.log}: ${r.problems.length} problem(s):`, ...r.problems.map((p) => `  - [${p.kind}] ${p.where}: ${p.message}`), '  The trusted checkpoint was not updated.'].join('\n'),
       )
+      .concat(reported)
       .join('\n'),
   );
   return ok;
 }
+
+/** Problems that mean the log's history changed under a checkpoint this auditor verified. */
+const TRUST_BREACHES = new Set(['KEY_CHANGED', 'ROLLBACK', 'NOT_A_PREFIX']);
 
 // ---- proofs --------------------------------------------------------------------------
 

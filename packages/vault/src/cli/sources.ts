@@ -39,7 +39,7 @@ export interface LogSource {
 
 export class HttpSource implements LogSource {
   readonly description: string;
-  constructor(private readonly client: CustodyClient) {
+  constructor(readonly client: CustodyClient) {
     this.description = client.base;
   }
   async listLogs(): Promise<LogInfo[]> {

@@ -14,6 +14,7 @@ import { entryRoutes } from './entries.js';
 import { principalRoutes } from './principals.js';
 import { healthRoutes, Metrics } from './health.js';
 import { protocolRoutes } from '../ingest/protocols/index.js';
+import { trustRoutes } from './trust.js';
 
 export interface ServerOptions {
   vault: Vault;
@@ -63,6 +64,7 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
   await app.register(healthRoutes, { vault, metrics });
   await app.register(readRoutes, { vault });
   await app.register(principalRoutes, { vault });
+  await app.register(trustRoutes, { vault });
   await app.register(entryRoutes, { vault, metrics });
   await app.register(protocolRoutes, { vault, metrics });
   return app;
