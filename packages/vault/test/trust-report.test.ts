@@ -75,3 +75,34 @@ test('custody verify reports a log that no longer extends the checkpoint it trus
   }
   assert.ok(found, 'alarm.trust recorded');
 });
+
+test('checkTrust: pins on first use, proves consistency on later visits, refuses and reports a fork', async (t) => {
+  const { CustodyClient } = await import('../src/cli/client.js');
+  const { TrustStore, checkTrust } = await import('../src/cli/trust.js');
+  const { CustodyError } = await import('../src/errors.js');
+  const s = await startServer({ checkpointIntervalMs: 20 });
+  t.after(() => s.stop());
+  const client = new CustodyClient({ url: s.url, token: s.tokens.auditor });
+  const file = join(makeTempDir('trust-light'), 'trust.json');
+  const trust = new TrustStore(file);
+  await appendNdjson(s.url, s.tokens.writer, ['{"a":1}', '{"a":2}']);
+  await waitForCheckpoint(s, 'local', 2);
+  const first = await checkTrust(client, trust, 'local');
+  assert.equal(first.firstUse, true);
+  assert.equal(first.size, 2);
+  await appendNdjson(s.url, s.tokens.writer, ['{"a":3}']);
+  await waitForCheckpoint(s, 'local', 3);
+  const second = await checkTrust(client, new TrustStore(file), 'local');
+  assert.equal(second.firstUse, false);
+  assert.equal(second.trustedSize, 2);
+  assert.equal(second.size, 3);
+  // A light check never stands in for full verification: custody verify's resume point is untouched.
+  assert.equal(new TrustStore(file).get(first.origin), undefined);
+  // The client remembers another root at size 3: the log it sees now is a fork of that one.
+  const tf = JSON.parse(readFileSync(file, 'utf8')) as { seen: Record<string, { rootHash: string }> };
+  tf.seen[first.origin]!.rootHash = root;
+  writeFileSync(file, JSON.stringify(tf));
+  await appendNdjson(s.url, s.tokens.writer, ['{"a":4}']);
+  await waitForCheckpoint(s, 'local', 4);
+  await assert.rejects(checkTrust(client, new TrustStore(file), 'local'), (e: unknown) => e instanceof CustodyError && e.code === 'VERIFY_FAILED' && /forked|rewritten/.test(e.message) && /reported to the vault/.test(e.message));
+});
