@@ -13,6 +13,11 @@
  *   7. `custody import` of delivered CloudTrail .json.gz files (bench/import.ts), beside a plain
  *      read + gunzip + JSON.parse of the same files.
  *   8. Ingest rate per push protocol (bench/protocols.ts), beside the NDJSON rate.
+ *   9. Search latency on an index of 10 million entries (bench/search.ts), beside a full scan;
+ *      and, during 1, how far the search index follows behind ingest.
+ *  10. Evidence bundles (bench/evidence.ts): `custody export` of 100,000 entries with proofs,
+ *      beside GET of the same entries one by one; `custody verify-bundle` throughput, beside
+ *      Go's reference code checking the same bundle.
  *
  * Options (flags, or the BENCH_* environment variables): see `--help`.
  */
@@ -26,6 +31,8 @@ import { fileBaseline, type FileResult } from './file.js';
 import { installExitHandlers, runCleanups, tempDir, dropTempDir, procMemory, describeMachine, syncDisks, backgroundLoad, int, fixed, fileExists } from './util.js';
 import { importBench, type ImportBenchResult } from './import.js';
 import { protocolBench, type ProtocolBenchResult } from './protocols.js';
+import { searchBench, startSearchLag, type SearchBenchResult, type SearchLagResult } from './search.js';
+import { evidenceBench, type EvidenceBenchResult } from './evidence.js';
 
 /** The node flags Custody's server is started with (package.json start script, bin/custody.js shebang). */
 const SERVER_NODE_FLAGS = '--max-semi-space-size=8';
@@ -58,6 +65,14 @@ interface Options {
   importConcurrency: number;
   importMaxS: number;
   protocolDurationS: number;
+  skipSearch: boolean;
+  searchEntries: number;
+  searchQueries: number;
+  searchCache: string | null;
+  searchLagRate: number;
+  skipEvidence: boolean;
+  evidenceEntries: number;
+  evidenceBaselineS: number;
   cpuProf: string | null;
   waitQuietS: number;
   serverLog: string | null;
@@ -92,6 +107,16 @@ const HELP = `Usage: npm run bench -- [options]          (or node packages/vault
   --import-max-seconds S  stop the import (Ctrl-C) after S s; the figures then cover the
                           files it finished                              (BENCH_IMPORT_MAX_SECONDS, 45)
   --protocol-duration S   measured seconds per push protocol            (BENCH_PROTOCOL_DURATION, 4)
+  --skip-search           leave out the search figures (9, and the index lag during 1)
+  --search-entries N      entries in the search index for figure 9; built once and kept in
+                          <tmp>/custody-bench-search-… (BENCH_SEARCH_ENTRIES, 10000000)
+  --search-queries N      measured queries per query kind               (BENCH_SEARCH_QUERIES, 40)
+  --search-cache DIR      where the figure-9 index is kept               (BENCH_SEARCH_CACHE, the temp dir)
+  --search-lag-rate N     after the ingest figure, also offer N entries/s for 10 s and measure
+                          the index's lag at that load (0: off)          (BENCH_SEARCH_LAG_RATE, 5000)
+  --skip-evidence         leave out the evidence-bundle figures (10)
+  --evidence-entries N    entries exported in one bundle for figure 10   (BENCH_EVIDENCE_ENTRIES, 100000)
+  --evidence-baseline-seconds S  most seconds of the one-by-one GET baseline (BENCH_EVIDENCE_BASELINE_SECONDS, 20)
   --cpu-prof DIR          run the server with --cpu-prof during ingest (and during the import
                           figure: DIR/import-server.cpuprofile); the profiles land in
                           DIR (summarise them with dist/bench/profile-summary.js)
@@ -118,7 +143,7 @@ function parseOptions(argv: string[], env: NodeJS.ProcessEnv): Options {
     if (eq > 0) flags.set(a.slice(2, eq), a.slice(eq + 1));
     else {
       const name = a.slice(2);
-      const boolean = ['json', 'strict', 'skip-custody', 'skip-pg', 'skip-file', 'skip-verify', 'skip-go', 'skip-import', 'skip-protocols', 'pg-tune'].includes(name);
+      const boolean = ['json', 'strict', 'skip-custody', 'skip-pg', 'skip-file', 'skip-verify', 'skip-go', 'skip-import', 'skip-protocols', 'skip-search', 'skip-evidence', 'pg-tune'].includes(name);
       if (boolean) flags.set(name, true);
       else {
         const v = argv[++i];
@@ -127,7 +152,7 @@ function parseOptions(argv: string[], env: NodeJS.ProcessEnv): Options {
       }
     }
   }
-  const known = ['duration', 'warmup', 'baseline-duration', 'writers', 'batch', 'max-entries', 'poll-ms', 'rate', 'pg-record', 'pg-chain', 'pg-tune', 'skip-custody', 'skip-pg', 'skip-file', 'skip-verify', 'skip-go', 'skip-import', 'skip-protocols', 'import-mb', 'import-concurrency', 'import-max-seconds', 'protocol-duration', 'cpu-prof', 'wait-quiet', 'server-log', 'server-node-args', 'json', 'strict'];
+  const known = ['duration', 'warmup', 'baseline-duration', 'writers', 'batch', 'max-entries', 'poll-ms', 'rate', 'pg-record', 'pg-chain', 'pg-tune', 'skip-custody', 'skip-pg', 'skip-file', 'skip-verify', 'skip-go', 'skip-import', 'skip-protocols', 'import-mb', 'import-concurrency', 'import-max-seconds', 'protocol-duration', 'skip-search', 'search-entries', 'search-queries', 'search-cache', 'search-lag-rate', 'skip-evidence', 'evidence-entries', 'evidence-baseline-seconds', 'cpu-prof', 'wait-quiet', 'server-log', 'server-node-args', 'json', 'strict'];
   for (const k of flags.keys()) if (!known.includes(k)) throw new Error(`unknown option --${k} (see --help)`);
   const str = (flag: string, envName: string): string | undefined => {
     const f = flags.get(flag);
@@ -168,6 +193,14 @@ function parseOptions(argv: string[], env: NodeJS.ProcessEnv): Options {
     importConcurrency: Math.round(num('import-concurrency', 'BENCH_IMPORT_CONCURRENCY', 4, 1, 64)),
     importMaxS: num('import-max-seconds', 'BENCH_IMPORT_MAX_SECONDS', 45, 1, 86400),
     protocolDurationS: num('protocol-duration', 'BENCH_PROTOCOL_DURATION', 4, 1, 3600),
+    skipSearch: bool('skip-search', 'BENCH_SKIP_SEARCH'),
+    searchEntries: Math.round(num('search-entries', 'BENCH_SEARCH_ENTRIES', 10_000_000, 1000, 1e9)),
+    searchQueries: Math.round(num('search-queries', 'BENCH_SEARCH_QUERIES', 40, 5, 100_000)),
+    searchCache: str('search-cache', 'BENCH_SEARCH_CACHE') ?? null,
+    searchLagRate: num('search-lag-rate', 'BENCH_SEARCH_LAG_RATE', 5000, 0, 1e7),
+    skipEvidence: bool('skip-evidence', 'BENCH_SKIP_EVIDENCE'),
+    evidenceEntries: Math.round(num('evidence-entries', 'BENCH_EVIDENCE_ENTRIES', 100_000, 1, 100_000)),
+    evidenceBaselineS: num('evidence-baseline-seconds', 'BENCH_EVIDENCE_BASELINE_SECONDS', 20, 1, 3600),
     cpuProf: str('cpu-prof', 'BENCH_CPU_PROF') ?? null,
     waitQuietS: num('wait-quiet', 'BENCH_WAIT_QUIET', 0, 0, 3600),
     serverLog: str('server-log', 'BENCH_SERVER_LOG') ?? null,
@@ -203,6 +236,10 @@ interface Results {
   file: FileResult | { skipped: string };
   import: ImportBenchResult | { skipped: string };
   protocols: ProtocolBenchResult | { skipped: string };
+  search: SearchBenchResult | { skipped: string };
+  /** The search index's lag behind figure 1's ingest, and at --search-lag-rate. */
+  searchLag: { full: SearchLagResult | null; atRate: (SearchLagResult & { rate: number; achieved: number }) | null } | { skipped: string };
+  evidence: EvidenceBenchResult | { skipped: string };
   ratios: { custodyOverPostgres: number; custodyOverFile: number; verifyOverGo: number };
   targets: Target[];
   totalSeconds: number;
@@ -247,8 +284,23 @@ async function runCustody(o: Options, tpl: BatchTemplate[][], r: Results): Promi
   let srv: ServerHandle = await startServer({ bin: custodyBin, dataDir, logFile, nodeArgs });
   try {
     log(`ingest: ${o.writers} writers × ${o.batch}-record batches, ${o.warmupS} s warm-up + ${o.durationS} s measured${o.rate > 0 ? `, offered load capped at ${int(o.rate)} entries/s` : ''}`);
+    const lag = o.skipSearch ? null : startSearchLag(srv, log);
     const ing = await ingest(srv, { writers: o.writers, warmupS: o.warmupS, durationS: o.durationS, maxEntries: o.maxEntries, pollMs: o.pollMs, rate: o.rate, templates: tpl }, log);
     r.custody.ingest = ing;
+    if (lag) {
+      // The search index's follower, behind the writers and then catching up (bench/search.ts).
+      const full = await lag.finish();
+      let atRate: (SearchLagResult & { rate: number; achieved: number }) | null = null;
+      if (full && o.searchLagRate > 0) {
+        log(`search: ${int(o.searchLagRate)} entries/s offered for 10 s, to measure the index's lag at that load`);
+        const lag2 = startSearchLag(srv, log);
+        const capped = await ingest(srv, { writers: o.writers, warmupS: 1, durationS: 10, maxEntries: 0, pollMs: 50, rate: o.searchLagRate, templates: tpl }, () => undefined);
+        const at = await lag2.finish();
+        atRate = at ? { ...at, rate: o.searchLagRate, achieved: capped.entriesPerSec } : null;
+      }
+      r.searchLag = full ? { full, atRate } : { skipped: 'the server answered GET /v1/search with an error' };
+      if (full) log(`search: lag during ingest p95 ${int(full.entries.p95)} entries / ${fixed(full.seconds.p95, 1)} s, max ${int(full.entries.max)} / ${fixed(full.seconds.max, 1)} s; caught up ${fixed(full.catchUpSeconds, 1)} s after the writers stopped (${int(full.catchUpEntriesPerSec)} entries/s)`);
+    }
     const m1 = procMemory(srv.pid);
     log(`ingest: ${int(ing.entriesPerSec)} entries/s; every acknowledged entry is in a checkpoint ${fixed(ing.catchUpSeconds, 2)} s after the last ack; VmHWM ${fixed(mb(m1.hwm))} MiB`);
     r.custody.rss = { afterIngestMB: mb(m1.hwm), peakMB: mb(m1.hwm) };
@@ -331,6 +383,15 @@ function evaluate(r: Results): void {
   if (imp && (imp.failedFiles > 0 || imp.rejected > 0 || imp.stored !== imp.records)) {
     r.targets.push({ figure: 'custody import result', value: 0, shown: `${imp.failedFiles} files failed, ${imp.rejected} records refused, ${imp.records - imp.stored} of the imported files' records not stored`, target: 'every record stored', pass: false });
   }
+  // Issue 4: "search latency p50/p95 on ≥ 10 million indexed entries (p95 ≤ 200 ms for a field query with a time range)".
+  const fieldTime = 'kinds' in r.search ? r.search.kinds[0] : undefined;
+  r.targets.push(t('search p95, field + time range', fieldTime?.p95Ms ?? NaN, `${fixed(fieldTime?.p95Ms ?? NaN, 1)} ms`, '≤ 200 ms on ≥ 10M entries', (v) => v <= 200 && 'kinds' in r.search && r.search.entries >= 10_000_000));
+  // Issue 4: "export of 100,000 entries with proofs (target ≤ 30 s), and verify-bundle throughput".
+  const ev = 'export' in r.evidence ? r.evidence : null;
+  const evFull = (ev?.entries ?? 0) >= 100_000; // judged at the size the issue names; smaller runs are informational
+  r.targets.push({ ...t('evidence export', ev?.export.seconds ?? NaN, `${fixed(ev?.export.seconds ?? NaN)} s`, '≤ 30 s for 100,000 entries', (v) => v <= 30), ...(evFull ? {} : { pass: null }) });
+  if (ev && (!ev.export.ok || !ev.verify.ok)) r.targets.push({ figure: 'evidence bundle result', value: 0, shown: `export ${ev.export.ok ? 'OK' : 'FAILED'}, verify-bundle ${ev.verify.ok ? 'OK' : 'FAILED'}`, target: 'OK', pass: false });
+  if (ev && 'ok' in ev.verifyGo && !ev.verifyGo.ok) r.targets.push({ figure: 'Go check of the bundle', value: 0, shown: 'FAILED', target: 'OK', pass: false });
   if (vc && !vc.ok) r.targets.push({ figure: 'custody verify result', value: 0, shown: 'FAILED', target: 'OK', pass: false });
   if (vg && !vg.ok) r.targets.push({ figure: 'Go tlogcheck result', value: 0, shown: 'FAILED', target: 'OK', pass: false });
   if ('chainOk' in r.postgres && !r.postgres.chainOk) r.targets.push({ figure: 'PostgreSQL chain check', value: 0, shown: 'BROKEN', target: 'intact', pass: false });
@@ -379,6 +440,12 @@ function report(r: Results): string {
     rows.push(['   peak backlog not yet in a checkpoint', `${int(ing.peakPending)} entries`]);
     if (ing.backlogAtStop >= 50_000) rows.push(['   integration alone, after the writers stopped', `${int(ing.backlogAtStop)} entries in ${fixed(ing.catchUpSeconds, 1)} s = ${int(ing.catchUpEntriesPerSec)}/s`]);
   }
+  const sl = r.searchLag;
+  if ('full' in sl && sl.full) {
+    rows.push(['   search index behind ingest p95 / max', `${int(sl.full.entries.p95)} / ${int(sl.full.entries.max)} entries; ${fixed(sl.full.seconds.p95, 1)} / ${fixed(sl.full.seconds.max, 1)} s`, '≤ 2 s', 'info']);
+    rows.push(['   index caught up after the writers stopped', `${fixed(sl.full.catchUpSeconds, 1)} s (${int(sl.full.backlogAtStop)} entries, ${int(sl.full.catchUpEntriesPerSec)}/s)${sl.full.caughtUp ? '' : ' NOT caught up'}`]);
+    if (sl.atRate) rows.push([`   behind at ${int(sl.atRate.rate)} entries/s offered, p95 / max`, `${int(sl.atRate.entries.p95)} / ${int(sl.atRate.entries.max)} entries; ${fixed(sl.atRate.seconds.p95, 1)} / ${fixed(sl.atRate.seconds.max, 1)} s`, '≤ 2 s', sl.atRate.seconds.p95 <= 2 ? 'PASS' : 'MISS']);
+  }
   if (r.custody.rss) rows.push(['5. server peak RSS (VmHWM)', `${fixed(r.custody.rss.peakMB)} MiB`, ...verdict(tg('server peak RSS (VmHWM)'))]);
   if (r.custody.rss) rows.push(['   by the end of ingest', `${fixed(r.custody.rss.afterIngestMB)} MiB`]);
   if (ing) rows.push(['   RSS at start; at peak backlog', `${fixed(ing.rssAtStartMB)}; ${fixed(ing.rssAtPeakPendingMB)} MiB`]);
@@ -402,6 +469,30 @@ function report(r: Results): string {
       else rows.push([`   ${x.protocol}`, x.reason ?? 'not available']);
     }
   } else rows.push(['8. push protocols', pr.skipped]);
+  const se = r.search;
+  if ('kinds' in se) {
+    rows.push([`9. search, ${int(se.entries)} indexed entries (index only*)`, `${fixed(se.bytes / 1e9, 2)} GB; ${int(se.bytesPerEntry)} B/entry`]);
+    rows.push(['   index build (insert path, synthetic rows)', `${int(se.buildEntriesPerSec)} entries/s${se.cached ? ' (cached build)' : ''}`]);
+    rows.push(['   query kind: p50 / p95 (mean total)', '', 'full scan* / p50']);
+    for (const k of se.kinds) {
+      const v = `${fixed(k.p50Ms, 1)} / ${fixed(k.p95Ms, 1)} ms (${int(k.meanTotal)})`;
+      if (k === se.kinds[0]) rows.push([`   ${k.kind}`, v, ...verdict(tg('search p95, field + time range'))]);
+      else rows.push([`   ${k.kind}`, v]);
+      rows.push(['     baseline: full scan (1% sample × 100); ratio', `${int(k.baselineMs)} ms; ${int(k.ratio)}×`]);
+    }
+  } else rows.push(['9. search', se.skipped]);
+  const evd = r.evidence;
+  if ('export' in evd) {
+    rows.push([`10. evidence export, ${int(evd.entries)} entries with proofs`, `${fixed(evd.export.seconds)} s = ${int(evd.export.entriesPerSec)} entries/s`, ...verdict(tg('evidence export'))]);
+    rows.push(['   bundle size; server CPU; server RSS growth', `${fixed(evd.export.bundleMB)} MB; ${fixed(evd.export.serverCpuCores, 2)} cores; ${int(evd.export.serverRssGrowthMB)} MiB`]);
+    rows.push(['   baseline: GET each entry + proof (4 connections)', `${int(evd.exportBaseline.entriesPerSec)} entries/s`]);
+    rows.push(['   export / baseline', `${fixed(evd.exportRatio, 2)}×`, 'info']);
+    rows.push(['   custody verify-bundle (no server)', `${evd.verify.ok ? '' : 'FAILED '}${int(evd.verify.entriesPerSec)} entries/s (${fixed(evd.verify.seconds)} s)`]);
+    if ('ok' in evd.verifyGo) {
+      rows.push(["   baseline: Go reference (zip, SHA-256, tlog.CheckRecord)", `${evd.verifyGo.ok ? '' : 'FAILED '}${int(evd.verifyGo.entriesPerSec)} entries/s`]);
+      rows.push(['   verify-bundle / Go', `${fixed(evd.verifyRatio, 2)}×`, 'info']);
+    } else rows.push(['   baseline: Go reference', evd.verifyGo.skipped]);
+  } else rows.push(['10. evidence bundles', evd.skipped]);
 
   const lines = [
     '',
@@ -432,6 +523,20 @@ function report(r: Results): string {
     const bad = pr.rates.filter((x) => x.available && x.logGrowth !== x.acknowledged);
     notes.push(`protocols: ${pr.workload}, one fresh server, each protocol ${r.options.protocolDurationS} s after ${Math.min(r.options.warmupS, 1)} s of warm-up; syslog: messages sent ÷ time until the logs held them.${bad.length ? ` Log growth differed from what was acknowledged for: ${bad.map((x) => `${x.protocol} (${x.logGrowth} of ${x.acknowledged})`).join(', ')}.` : ' Every log grew by exactly the acknowledged records.'}`);
   }
+  if ('kinds' in se) {
+    notes.push(
+      `search (9): *the index was built directly with the indexer's insert path from synthetic CloudTrail-like rows spread over one year (this measures the index, not ingest), kept in ${se.dir}; each query kind ran ${se.kinds[0]?.runs ?? 0} times with varied values through SearchReader.query (a page of 50 hits with their fields and the exact total up to 10,000, as GET /v1/search, without HTTP). ` +
+        `Examples: ${se.kinds.map((k) => `${k.kind}: ${k.example}`).join('; ')}. Baseline: the same condition answered by scanning a 1% sample of the rows with no index, × 100.`,
+    );
+  }
+  if ('export' in evd) {
+    notes.push(
+      `evidence (10): ${int(evd.entries)} CloudTrail-like records of ${int(evd.avgRecordBytes)} B in one log of a fresh server; \`custody export --entries-file <all of them> --no-verify\` timed from spawn to exit (${evd.export.detail}); ` +
+        `baseline: GET /v1/logs/local/entries/<i> (record, envelope and inclusion proof) for ${int(evd.exportBaseline.entries)} entries in ${fixed(evd.exportBaseline.seconds, 1)} s; ` +
+        `verify-bundle timed from spawn to exit with the server stopped (${evd.verify.detail}); Go: ${'ok' in evd.verifyGo ? evd.verifyGo.detail : evd.verifyGo.skipped}.`,
+    );
+  }
+  if ('full' in sl && sl.full) notes.push(`search lag (1): GET /v1/search?limit=1 every 200 ms during ingest reads the entries published but not yet indexed; seconds = how long ago the newest indexed entry was published. The follower runs in a worker thread at nice 10, so under full ingest load it yields the CPUs and falls behind, then catches up.`);
   const missed = r.targets.filter((t) => t.pass === false).map((t) => t.figure);
   lines.push(...notes.map((n) => `- ${n}`), '', missed.length ? `MISSED: ${missed.join('; ')}` : 'All measured targets met.', '');
   return lines.join('\n');
@@ -458,6 +563,9 @@ async function main(): Promise<void> {
     file: { skipped: 'not run' },
     import: { skipped: 'not run' },
     protocols: { skipped: 'not run' },
+    search: { skipped: 'not run' },
+    searchLag: { skipped: o.skipSearch ? 'skipped (--skip-search)' : 'not run' },
+    evidence: { skipped: 'not run' },
     ratios: { custodyOverPostgres: NaN, custodyOverFile: NaN, verifyOverGo: NaN },
     targets: [],
     totalSeconds: 0,
@@ -497,6 +605,19 @@ async function main(): Promise<void> {
 
   if (o.skipProtocols) r.protocols = { skipped: 'skipped (--skip-protocols)' };
   else r.protocols = await protocolBench({ bin: custodyBin, serverNodeArgs: o.serverNodeArgs, durationS: o.protocolDurationS, warmupS: Math.min(o.warmupS, 1), writers: Math.min(o.writers, 4), batch: o.batch }, log);
+
+  if (o.skipSearch) r.search = { skipped: 'skipped (--skip-search)' };
+  else {
+    try {
+      r.search = await searchBench({ entries: o.searchEntries, queries: o.searchQueries, cacheRoot: o.searchCache ?? undefined }, log);
+    } catch (e) {
+      r.search = { skipped: `failed: ${(e as Error).message}` };
+      log(`search: ${(e as Error).message}`);
+    }
+  }
+
+  if (o.skipEvidence) r.evidence = { skipped: 'skipped (--skip-evidence)' };
+  else r.evidence = await evidenceBench({ bin: custodyBin, repoRoot, entries: o.evidenceEntries, baselineMaxS: o.evidenceBaselineS, serverNodeArgs: o.serverNodeArgs }, log);
 
   r.totalSeconds = (performance.now() - t0) / 1000;
   evaluate(r);

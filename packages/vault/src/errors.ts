@@ -14,6 +14,7 @@ export const ERROR_CODES = {
   RECORD_TOO_LARGE: { status: 413, summary: 'A record is larger than 1 MiB.' },
   BODY_TOO_LARGE: { status: 413, summary: 'The body is larger than 16 MiB (after decompression).' },
   UNSUPPORTED_MEDIA_TYPE: { status: 415, summary: 'Send application/x-ndjson or application/json.' },
+  BAD_QUERY: { status: 400, summary: 'The search query cannot be read; details.position is where (0-based) and details.expected what was expected there.' },
   // identity and permission
   UNAUTHENTICATED: { status: 401, summary: 'No valid token was presented.' },
   FORBIDDEN: { status: 403, summary: 'The token is valid but its role may not do this.' },

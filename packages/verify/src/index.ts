@@ -63,3 +63,24 @@ export {
   type OpenedNote,
 } from './note.js';
 export { formatProofFile, parseProofFile, verifyProofFile, PROOF_FILE_HEADER, type ProofFile } from './proof-file.js';
+export {
+  verifyBundle,
+  parseEnvelope,
+  bundleItemPaths,
+  bundleLogPaths,
+  manifestChecksumText,
+  BUNDLE_FORMAT,
+  MAX_BUNDLE_ITEMS,
+  MANIFEST_FILE,
+  MANIFEST_CHECKSUM_FILE,
+  README_FILE,
+  type BundleManifest,
+  type BundleItem,
+  type BundleLogInfo,
+  type BundleProblem,
+  type BundleProblemKind,
+  type BundleReport,
+  type BundleLogReport,
+  type VerifyBundleOptions,
+  type Envelope,
+} from './bundle.js';

@@ -66,7 +66,8 @@ program
   .option('--syslog-host <addr>', 'address of the syslog listeners (default: --host)')
   .option('--syslog-token-file <file>', 'file holding the writer token syslog messages are stored as (default: $CUSTODY_SYSLOG_TOKEN)')
   .option('--syslog-tls-ca <file>', 'PEM CA: syslog TLS clients must present a certificate it signed (its CN is recorded)')
-  .action(async (o: { data?: string; host: string; port: number; checkpointInterval: number; prefix?: string; regions?: string; tlsCert?: string; tlsKey?: string; logLevel?: string; syslogPort?: number; syslogTlsPort?: number; syslogHost?: string; syslogTokenFile?: string; syslogTlsCa?: string }) => {
+  .option('--no-search', 'do not keep the search index up to date or serve /v1/search (docs/SEARCH.md)')
+  .action(async (o: { data?: string; host: string; port: number; checkpointInterval: number; prefix?: string; regions?: string; tlsCert?: string; tlsKey?: string; logLevel?: string; syslogPort?: number; syslogTlsPort?: number; syslogHost?: string; syslogTokenFile?: string; syslogTlsCa?: string; search: boolean }) => {
     await serve({
       data: resolveDataDir(o.data),
       host: o.host,
@@ -82,6 +83,7 @@ program
       syslogHost: o.syslogHost,
       syslogTokenFile: o.syslogTokenFile,
       syslogTlsCa: o.syslogTlsCa,
+      search: o.search,
     });
   });
 
@@ -227,6 +229,70 @@ proof
   .action(async (log: string, o) => {
     jsonOutput = !!o.json;
     await cmd.proofConsistency(log, o);
+  });
+
+// ---- evidence bundles (docs/EVIDENCE.md) ----
+const repeat = (v: string, prev: string[] = []): string[] => [...prev, v];
+program
+  .command('export')
+  .description('export records with their proofs as an evidence bundle (zip) that anyone can verify offline (auditor)')
+  .option('--query <query>', 'the entries a search query matches (docs/SEARCH.md)')
+  .option('--from <time>', 'with --query: start of the time range')
+  .option('--to <time>', 'with --query: end of the time range')
+  .option('--limit <n>', 'refuse the export when more than n entries match (at most 100000)', intArg('--limit', 1, 100000))
+  .option('--entry <log:index>', 'export this entry (repeatable), instead of --query', repeat)
+  .option('--entries-file <file>', 'export the entries listed in a file, one "log:index" per line')
+  .requiredOption('--out <file>', 'where to write the bundle, e.g. evidence.zip')
+  .option('--no-verify', 'do not check the downloaded bundle')
+  .option('--trust-file <file>', 'trusted keys for the check (see verify)')
+  .addOption(urlOpt())
+  .addOption(tokenOpt())
+  .addOption(jsonOpt())
+  .action(async (o) => {
+    jsonOutput = !!o.json;
+    const { exportCommand } = await import('./export.js');
+    process.exitCode = await exportCommand(o);
+  });
+program
+  .command('verify-bundle <bundle>')
+  .description('verify an evidence bundle (the zip, or the folder it was unzipped to) with no server and no network; exit 0 valid, 1 invalid')
+  .option('--key <vkey>', "a log's verifier key you trust (repeatable); logs you trusted before (trust file) count too", repeat)
+  .option('--witness <vkey>', 'a witness key you trust (repeatable)', repeat)
+  .option('--quorum <n>', 'witness cosignatures every checkpoint needs', intArg('--quorum', 0, 100), 0)
+  .option('--trust-file <file>', 'trusted keys (see verify)')
+  .addOption(jsonOpt())
+  .action(async (bundle: string, o) => {
+    jsonOutput = !!o.json;
+    const { verifyBundleCommand } = await import('./export.js');
+    process.exitCode = verifyBundleCommand(bundle, o);
+  });
+
+// ---- search (docs/SEARCH.md) ----
+program
+  .command('search <query>')
+  .description('search the logs (auditor): field:value, words, "phrases", AND/OR/NOT, time:[… TO …] — docs/SEARCH.md')
+  .option('--from <time>', 'only entries at or after this time (2024-01-31, 2024-01-31T12:00:00Z, now-1h)')
+  .option('--to <time>', 'only entries at or before this time (a date covers the whole day)')
+  .option('--limit <n>', 'most hits to show (pages of 1000 are followed)', intArg('--limit', 1, 100000), 50)
+  .option('--order <order>', 'desc (newest first) or asc', 'desc')
+  .option('--cursor <cursor>', 'continue after a previous page (its "next")')
+  .addOption(urlOpt())
+  .addOption(tokenOpt())
+  .addOption(jsonOpt())
+  .action(async (query: string, o) => {
+    jsonOutput = !!o.json;
+    const { searchCommand } = await import('./search.js');
+    process.exitCode = await searchCommand(query, o);
+  });
+program
+  .command('reindex')
+  .description('rebuild the search index of a data directory from its logs (offline: stop the server first)')
+  .addOption(dataOpt())
+  .addOption(jsonOpt())
+  .action(async (o: { data?: string; json?: boolean }) => {
+    jsonOutput = !!o.json;
+    const { reindexCommand } = await import('./search.js');
+    process.exitCode = await reindexCommand({ data: resolveDataDir(o.data), json: o.json });
   });
 
 function fail(code: string, message: string): void {

@@ -7,6 +7,7 @@ import { CustodyError } from '../errors.js';
 import { Vault, initVault, isInitialised, type InitResult } from '../vault.js';
 import { buildServer, Metrics } from '../server/index.js';
 import { startSyslog, type SyslogServer } from '../ingest/protocols/syslog.js';
+import { SearchIndex } from '../search/index.js';
 
 export interface ServeOptions {
   data: string;
@@ -27,6 +28,8 @@ export interface ServeOptions {
   syslogTokenFile?: string;
   /** PEM CA: syslog TLS clients must present a certificate it signed. */
   syslogTlsCa?: string;
+  /** Keep the search index (docs/SEARCH.md) up with the logs and serve /v1/search (default true). */
+  search?: boolean;
 }
 
 export function printInit(r: InitResult, dataDir: string): void {
@@ -43,8 +46,8 @@ export function printInit(r: InitResult, dataDir: string): void {
   process.stdout.write(out.join('\n') + '\n');
 }
 
-/** One server per data directory: a second one would corrupt the journal. */
-function takeLock(dataDir: string): () => void {
+/** One server per data directory: a second one would corrupt the journal. `custody reindex` holds it too. */
+export function takeLock(dataDir: string): () => void {
   const path = join(dataDir, 'serve.lock');
   for (let attempt = 0; attempt < 2; attempt++) {
     try {
@@ -175,7 +178,15 @@ export async function serve(o: ServeOptions): Promise<void> {
     release();
     throw e;
   }
-  const app = await buildServer({ vault, logger, metrics, https });
+  let search: SearchIndex | undefined;
+  try {
+    search = o.search === false ? undefined : SearchIndex.open(vault, { logger });
+  } catch (e) {
+    await vault.close();
+    release();
+    throw e;
+  }
+  const app = await buildServer({ vault, logger, metrics, https, search });
   let syslog: SyslogServer[] = [];
   try {
     syslog = await startSyslogListeners(syslogPlan, vault, logger, metrics);
@@ -183,6 +194,7 @@ export async function serve(o: ServeOptions): Promise<void> {
   } catch (e) {
     for (const s of syslog) await s.close();
     await app.close();
+    await search?.close();
     await vault.close();
     release();
     const code = (e as NodeJS.ErrnoException).code;
@@ -198,6 +210,7 @@ export async function serve(o: ServeOptions): Promise<void> {
     logger.info({ signal: sig }, 'shutting down: finishing integration');
     for (const s of syslog) await s.close();
     await app.close();
+    await search?.close();
     await vault.close();
     release();
     process.exit(0);

@@ -14,13 +14,19 @@ import { entryRoutes } from './entries.js';
 import { principalRoutes } from './principals.js';
 import { healthRoutes, Metrics } from './health.js';
 import { protocolRoutes } from '../ingest/protocols/index.js';
+import { exportRoutes } from './export.js';
 import { trustRoutes } from './trust.js';
+import { searchRoutes } from './search.js';
+import type { SearchIndex } from '../search/index.js';
+import { webRoutes } from './web.js';
 
 export interface ServerOptions {
   vault: Vault;
   logger: Logger;
   metrics?: Metrics;
   https?: { key: Buffer; cert: Buffer };
+  /** The vault's search index (search/index.ts); without it the search routes answer 503. */
+  search?: SearchIndex;
 }
 
 export async function buildServer(opts: ServerOptions): Promise<FastifyInstance> {
@@ -63,8 +69,11 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
 
   await app.register(healthRoutes, { vault, metrics });
   await app.register(readRoutes, { vault });
+  await app.register(searchRoutes, { vault, search: opts.search });
+  await app.register(exportRoutes, { vault, search: opts.search });
   await app.register(principalRoutes, { vault });
   await app.register(trustRoutes, { vault });
+  await app.register(webRoutes, { tls: opts.https !== undefined });
   await app.register(entryRoutes, { vault, metrics });
   await app.register(protocolRoutes, { vault, metrics });
   return app;

@@ -10,30 +10,36 @@ import { pino } from 'pino';
 import type { FastifyInstance } from 'fastify';
 import { initVault, Vault } from '../../src/vault.js';
 import { buildServer } from '../../src/server/index.js';
+import { SearchIndex } from '../../src/search/index.js';
 
 export interface InProcVault {
   dataDir: string;
   vault: Vault;
   app: FastifyInstance;
   tokens: { admin: string; writer: string; auditor: string };
+  /** The search index, when started with `search: true`. */
+  search?: SearchIndex;
   close(): Promise<void>;
 }
 
-export async function startInProc(opts: { checkpointIntervalMs?: number; regions?: string[]; maxPendingEntries?: number; admissionTimeoutMs?: number; auditFloodLimit?: number; auditFloodWindowMs?: number } = {}): Promise<InProcVault> {
+export async function startInProc(opts: { checkpointIntervalMs?: number; regions?: string[]; maxPendingEntries?: number; admissionTimeoutMs?: number; auditFloodLimit?: number; auditFloodWindowMs?: number; /** Start the search index (and its follower) with the server. */ search?: boolean } = {}): Promise<InProcVault> {
   const dataDir = mkdtempSync(join(tmpdir(), 'custody-test-'));
   const init = initVault(dataDir, { regions: opts.regions });
   const tok = (role: string): string => init.tokens.find((t) => t.role === role)!.token;
   const logger = pino({ level: 'silent' });
   const vault = await Vault.open(dataDir, { logger, checkpointIntervalMs: opts.checkpointIntervalMs ?? 20, maxPendingEntries: opts.maxPendingEntries, admissionTimeoutMs: opts.admissionTimeoutMs, auditFloodLimit: opts.auditFloodLimit, auditFloodWindowMs: opts.auditFloodWindowMs });
-  const app = await buildServer({ vault, logger });
+  const search = opts.search ? SearchIndex.open(vault, { logger, pollMs: 20 }) : undefined;
+  const app = await buildServer({ vault, logger, search });
   await app.ready();
   return {
     dataDir,
     vault,
     app,
     tokens: { admin: tok('admin'), writer: tok('writer'), auditor: tok('auditor') },
+    search,
     async close() {
       await app.close();
+      await search?.close();
       await vault.close();
       rmSync(dataDir, { recursive: true, force: true });
     },
