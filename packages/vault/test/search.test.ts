@@ -7,7 +7,7 @@
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync, readdirSync, statSync } from 'node:fs';
+import { readFileSync, readdirSync, renameSync, statSync } from 'node:fs';
 import { gunzipSync } from 'node:zlib';
 import { join, relative } from 'node:path';
 import { startInProc, bearer, auditRecords, type InProcVault } from './support/inproc.js';
@@ -15,7 +15,7 @@ import { ROOT } from './support/server.js';
 import { decodeBundle } from '@custody/verify';
 import { sourceParser } from '../src/ingest/index.js';
 import { parseEntry } from '../src/log/index.js';
-import type { Hit, SearchResult } from '../src/search/index.js';
+import { SearchIndex, type Hit, type SearchResult } from '../src/search/index.js';
 
 const SAMPLES = join(ROOT, '..', 'shared', 'samples');
 
@@ -257,6 +257,36 @@ test('only auditors may search: writer and admin tokens are refused (403) and th
   await settle();
   const refused = await search('log:audit action:request.refused outcome:failure actor:initial-writer');
   assert.ok(refused.hits.length >= 2);
+});
+
+test('an entry the follower cannot read holds the index back (reported, retried), never skipped', async () => {
+  const w = await startInProc();
+  try {
+    const lines = Array.from({ length: 300 }, (_, i) => JSON.stringify({ n: i, word: i === 5 ? 'bundlezero' : 'later' }));
+    const r = await w.app.inject({ method: 'POST', url: '/v1/logs/local/entries', headers: { ...bearer(w.tokens.writer), 'content-type': 'application/x-ndjson' }, payload: lines.join('\n') });
+    assert.equal(r.statusCode, 200, r.body);
+    const seq = w.vault.sequencer('local');
+    await seq.waitForCheckpoint(300);
+    const bundle = join(w.dataDir, 'logs', 'local', 'tree', 'tile', 'entries', '000');
+    renameSync(bundle, `${bundle}.away`);
+    const s = SearchIndex.open(w.vault, { pollMs: 20 });
+    try {
+      const until = Date.now() + 10_000;
+      while (!s.followerErrors.has('local') && Date.now() < until) await new Promise((res) => setTimeout(res, 20));
+      assert.match(s.followerErrors.get('local') ?? '', /bundle 0 .*missing/);
+      assert.equal(s.lag()['local'], 300, 'nothing past the gap is indexed');
+      assert.equal(s.query('bundlezero').total, 0);
+      renameSync(`${bundle}.away`, bundle);
+      await s.whenIndexed({ log: 'local', timeoutMs: 20_000 });
+      assert.equal(s.followerErrors.has('local'), false);
+      assert.equal(s.query('bundlezero').total, 1);
+      assert.equal(s.query('later').total, 299);
+    } finally {
+      await s.close();
+    }
+  } finally {
+    await w.close();
+  }
 });
 
 test('a server without the index says so', async () => {

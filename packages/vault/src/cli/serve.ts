@@ -182,9 +182,8 @@ export async function serve(o: ServeOptions): Promise<void> {
   try {
     search = o.search === false ? undefined : SearchIndex.open(vault, { logger });
   } catch (e) {
-    await vault.close();
-    release();
-    throw e;
+    // The index is a convenience: the vault runs without it rather than not at all.
+    logger.error({ err: e }, 'search index: cannot open it; serving without search (run `custody reindex` after stopping the server)');
   }
   const app = await buildServer({ vault, logger, metrics, https, search });
   let syslog: SyslogServer[] = [];

@@ -45,6 +45,8 @@ export class SearchIndex {
   private readonly indexedNow = new Map<string, number>();
   private readonly waiters: Array<{ check: () => boolean; resolve: () => void; reject: (e: Error) => void }> = [];
   private restarts = 0;
+  /** Follower crashes so far: each halves its batches (down to one entry). */
+  private crashes = 0;
   private lastPost = 0;
   private closeWorker: Promise<void> | null = null;
   /** The last error per log the follower reported (cleared when it moves on). */
@@ -86,9 +88,11 @@ export class SearchIndex {
   // ---- follower ---------------------------------------------------------------------------
 
   private startFollower(): void {
-    const init: FollowerInit = { dbPath: this.path, nice: this.opts.nice ?? 10, batchEntries: BATCH, batchBytes: 4 * 1024 * 1024 };
-    // The worker keeps its own small heap: it holds one batch of records at a time.
-    const w = new Worker(new URL('./follower-worker.js', import.meta.url), { workerData: init, resourceLimits: { maxYoungGenerationSizeMb: 2, maxOldGenerationSizeMb: 64 } });
+    // After a crash (say, out of memory on unusually large records) the batches get smaller.
+    const shrink = 2 ** Math.min(this.crashes, 20);
+    const init: FollowerInit = { dbPath: this.path, nice: this.opts.nice ?? 10, batchEntries: Math.max(1, Math.floor(BATCH / shrink)), batchBytes: Math.max(1, Math.floor((4 * 1024 * 1024) / shrink)) };
+    // A small heap of its own: it holds one batch (at most 4 MiB of records) at a time.
+    const w = new Worker(new URL('./follower-worker.js', import.meta.url), { workerData: init, resourceLimits: { maxYoungGenerationSizeMb: 1, maxOldGenerationSizeMb: 32 } });
     w.unref();
     this.worker = w;
     this.following.clear();
@@ -109,6 +113,7 @@ export class SearchIndex {
       if (this.worker !== w) return;
       this.worker = null;
       if (this.closed) return;
+      this.crashes++;
       const delay = Math.min(30_000, 500 * 2 ** Math.min(this.restarts++, 6));
       this.log?.error({ restartInMs: delay }, 'search index: the follower stopped; restarting it');
       setTimeout(() => {

@@ -26,7 +26,7 @@ function param(q: Query, name: string): string | undefined {
 }
 
 function notEnabled(): CustodyError {
-  return new CustodyError('NOT_READY', 'This server runs without its search index (it was started with --no-search). Restart it without that option.');
+  return new CustodyError('NOT_READY', 'This server runs without its search index: it was started with --no-search, or the index could not be opened (the server log says why). Restart it without that option, or run `custody reindex`.');
 }
 
 export async function searchRoutes(app: FastifyInstance, opts: { vault: Vault; search?: SearchIndex }): Promise<void> {
