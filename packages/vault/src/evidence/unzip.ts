@@ -90,6 +90,15 @@ function readInto(b: Buffer, files: Map<string, Uint8Array>, problems: BundlePro
     cdEnd = z;
   }
   if (cdOffset + cdSize !== cdEnd) bad('has a central directory that does not end where the end record begins');
+  /** The name a local header at `at` gives its file, or null when there is none readable. */
+  const localNameAt = (at: number): string | null => {
+    if (at + 30 > cdOffset || u32(at) !== SIG_LOCAL) return null;
+    try {
+      return utf8.decode(b.subarray(at + 30, at + 30 + Math.min(u16(at + 26), cdOffset - at - 30)));
+    } catch {
+      return null;
+    }
+  };
   // Walk the central directory and the local files in step: both in order, back to back.
   let c = cdOffset;
   let local = 0;
@@ -104,6 +113,14 @@ function readInto(b: Buffer, files: Map<string, Uint8Array>, problems: BundlePro
     } catch {
       return bad(`has a file name that is not UTF-8 (central record ${i + 1})`);
     }
+    // The central name is only trusted when the local header repeats it; when a damaged
+    // central record names something else, the zip as a whole is named (and the local name too).
+    const whose = (): string | null => {
+      const ln = localNameAt(local);
+      if (ln === name) return name;
+      if (ln !== null) problems.push({ file: ln, kind: 'ZIP', message: `The central directory record of this file is damaged: it names the file ${JSON.stringify(name)} (in ${label}).` });
+      return null;
+    };
     const method = u16(c + 10);
     const crc = u32(c + 16);
     const csize = u32(c + 20);
@@ -121,21 +138,16 @@ function readInto(b: Buffer, files: Map<string, Uint8Array>, problems: BundlePro
       nameLen === 0 ||
       name.endsWith('/')
     ) {
-      bad('has a central directory record that is not in the form Custody writes', name);
+      bad('has a central directory record that is not in the form Custody writes', whose());
     }
-    if (method === 8 && (u16(c + 46 + nameLen) !== EXTRA_ID || u16(c + 48 + nameLen) !== 4)) bad('has a damaged extra field in the central directory', name);
-    if (u32(c + 42) !== local) bad('is not where the central directory says', name);
+    if (method === 8 && (u16(c + 46 + nameLen) !== EXTRA_ID || u16(c + 48 + nameLen) !== 4)) bad('has a damaged extra field in the central directory', whose());
+    if (u32(c + 42) !== local) bad('is not where the central directory says', whose());
     // The local header must repeat the central record.
     const hl = 30 + nameLen + extraLen;
     if (local + hl + csize > cdOffset) bad('runs past the start of the central directory', name);
     if (u32(local) !== SIG_LOCAL || !b.subarray(local + 4, local + 30).equals(b.subarray(c + 6, c + 32)) || !b.subarray(local + 30, local + hl).equals(b.subarray(c + 46, c + 46 + nameLen + extraLen))) {
       // Either copy may be the changed one: name the file as the local header has it, too.
-      let localName: string | null = null;
-      try {
-        localName = utf8.decode(b.subarray(local + 30, local + 30 + Math.min(u16(local + 26), cdOffset - local - 30)));
-      } catch {
-        /* not a name */
-      }
+      const localName = localNameAt(local);
       if (localName !== null && localName !== name) problems.push({ file: localName, kind: 'ZIP', message: `The zip entry of this file has a local header that differs from its central directory record, which names it ${JSON.stringify(name)} (in ${label}).` });
       bad('has a local header that differs from its central directory record', name);
     }
