@@ -25,6 +25,22 @@ export const ERROR_CODES = {
   ENTRY_NOT_FOUND: { status: 404, summary: 'No entry with that index (yet).' },
   PRINCIPAL_NOT_FOUND: { status: 404, summary: 'No principal with that id.' },
   PRINCIPAL_EXISTS: { status: 409, summary: 'A principal with that name already exists.' },
+  // admins: second factor and two-person rule (auth/)
+  TOTP_REQUIRED: { status: 401, summary: 'This action needs a current TOTP code from the admin\'s authenticator app (header X-Custody-TOTP).' },
+  TOTP_INVALID: { status: 401, summary: 'The TOTP code is wrong, already used, or expired.' },
+  TOTP_NOT_ENROLLED: { status: 403, summary: 'This admin has no second factor yet; enroll one first (custody admin totp enroll).' },
+  APPROVAL_REQUIRED: { status: 202, summary: 'A dangerous action was requested; it takes effect when a different admin approves it.' },
+  APPROVAL_NOT_FOUND: { status: 404, summary: 'No approval request with that id.' },
+  APPROVAL_CLOSED: { status: 409, summary: 'The approval request has expired or was already decided.' },
+  SELF_APPROVAL: { status: 403, summary: 'An admin cannot approve their own request; a different admin must.' },
+  // alarms: rules and notifiers (alarms/)
+  RULE_INVALID: { status: 400, summary: 'The alarm rule (or rule file) is malformed; details name the field.' },
+  RULE_NOT_FOUND: { status: 404, summary: 'No alarm rule with that id.' },
+  NOTIFIER_INVALID: { status: 400, summary: 'The notifier configuration is malformed; details name the field.' },
+  NOTIFIER_NOT_FOUND: { status: 404, summary: 'No notifier with that id.' },
+  // retention (lifecycle/)
+  RETENTION_SHORTENED: { status: 409, summary: 'Retention can only be extended, never shortened.' },
+  ENTRY_SHREDDED: { status: 410, summary: 'The entry was past retention and crypto-shredded by an approved purge; its leaf hash and proofs remain.' },
   // capacity and storage
   PUSHBACK: { status: 503, summary: 'The vault is busy integrating; retry after the given delay.' },
   STORAGE_UNAVAILABLE: { status: 503, summary: 'Storage cannot take writes right now (for example the disk is full).' },

@@ -22,6 +22,9 @@ import { writeFileAtomicSync } from './storage/atomic.js';
 import { LogSequencer, type PublishedCheckpoint } from './sequencer/log-sequencer.js';
 import { Authenticator, createPrincipal } from './auth/tokens.js';
 import { encodeEnvelopes, splitEncoded, envelopePrefix, inlineLimit, checkField, saltOf, MAX_RECORD_SIZE } from './log/entry.js';
+import { AlarmCenter, AlarmStore } from './alarms/index.js';
+import { ActionRegistry } from './auth/actions.js';
+import type { CommonFields } from './ingest/types.js';
 
 export const AUDIT_LOG = 'audit';
 const REGION_RE = /^[a-z0-9][a-z0-9-]{0,62}$/;
@@ -83,6 +86,56 @@ export interface AppendMeta {
   producer: string;
   /** Delivery context written into each envelope (`attr` lines, docs/FORMAT.md). */
   attrs?: Record<string, string>;
+}
+
+/** A record the ingest pipeline stored, as detectors see it (vault.events 'ingested'). */
+export interface IngestedRecord {
+  log: string;
+  index: number;
+  source: string;
+  /** The writer's principal name. */
+  producer: string;
+  fields: CommonFields;
+  bytes: Buffer;
+}
+
+export interface VaultEventMap {
+  /** An event was appended to the audit log at `index`. */
+  audit: (event: Record<string, unknown>, index: number) => void;
+  /** One request's stored records (duplicates and refusals are not in it). */
+  ingested: (records: IngestedRecord[]) => void;
+  /** A log published a new checkpoint. */
+  published: (log: string, cp: PublishedCheckpoint) => void;
+}
+
+/**
+ * What happens in the vault, for the detectors and the self-audit. Listeners run synchronously
+ * on the path that emits (keep them cheap: queue work, do not await); one that throws is
+ * logged and never breaks the emitter.
+ */
+export class VaultEvents {
+  private readonly fns: { [K in keyof VaultEventMap]: Array<VaultEventMap[K]> } = { audit: [], ingested: [], published: [] };
+  constructor(private readonly log: Logger) {}
+  on<K extends keyof VaultEventMap>(type: K, fn: VaultEventMap[K]): () => void {
+    const list = this.fns[type] as Array<VaultEventMap[K]>;
+    list.push(fn);
+    return () => {
+      const i = list.indexOf(fn);
+      if (i >= 0) list.splice(i, 1);
+    };
+  }
+  has(type: keyof VaultEventMap): boolean {
+    return this.fns[type].length > 0;
+  }
+  emit<K extends keyof VaultEventMap>(type: K, ...args: Parameters<VaultEventMap[K]>): void {
+    for (const fn of this.fns[type]) {
+      try {
+        (fn as (...a: unknown[]) => void)(...args);
+      } catch (e) {
+        this.log.error({ err: e, event: type }, 'a vault event listener failed');
+      }
+    }
+  }
 }
 
 export function resolveDataDir(dir?: string): string {
@@ -165,6 +218,11 @@ export class Vault {
   readonly logs = new Map<string, LogSequencer>();
   readonly auth: Authenticator;
   readonly dedupe: DedupeStore;
+  readonly events: VaultEvents;
+  /** Every alarm goes through here (alarms/center.ts). */
+  readonly alarms: AlarmCenter;
+  /** Dangerous actions and their handlers, run by the two-person approvals (auth/actions.ts). */
+  readonly actions = new ActionRegistry();
   private closing = false;
   private auditTimer: NodeJS.Timeout | null = null;
   private readonly floods = new Map<string, { windowStart: number; count: number; suppressed: number; type: string; address: unknown }>();
@@ -183,6 +241,8 @@ export class Vault {
   ) {
     this.auth = new Authenticator(db);
     this.dedupe = new DedupeStore(join(dataDir, 'dedupe.db'));
+    this.events = new VaultEvents(log);
+    this.alarms = new AlarmCenter(new AlarmStore(db.sqlite), { audit: (e) => this.audit(e), logger: log });
   }
 
   static async open(dataDir: string, opts: VaultOptions): Promise<Vault> {
@@ -224,7 +284,10 @@ export class Vault {
       // The audit log stays outside the shared budget: a flood of records must never hold up
       // the record of who sent it.
       sharedPending: row.kind === 'region' ? { total: () => this.pendingEntries(), max: opts.maxPendingEntries ?? 40_000 } : undefined,
-      onPublish: opts.onPublish,
+      onPublish: (log, cp, stats) => {
+        opts.onPublish?.(log, cp, stats);
+        this.events.emit('published', log, cp);
+      },
     });
   }
 
@@ -344,7 +407,8 @@ export class Vault {
     if (this.closing) return;
     const rec = Buffer.from(JSON.stringify({ time: new Date().toISOString(), ...event }));
     try {
-      await this.append(AUDIT_LOG, [rec], { source: 'custody.audit', producer: 'custody' });
+      const { first } = await this.append(AUDIT_LOG, [rec], { source: 'custody.audit', producer: 'custody' });
+      this.events.emit('audit', event, first);
     } catch (e) {
       this.log.error({ err: e, event: event['type'] }, 'could not append to the audit log');
       throw e;

@@ -8,6 +8,7 @@ import { Vault, initVault, isInitialised, type InitResult } from '../vault.js';
 import { buildServer, Metrics } from '../server/index.js';
 import { startSyslog, type SyslogServer } from '../ingest/protocols/syslog.js';
 import { SearchIndex } from '../search/index.js';
+import { startServices, type Services } from '../services.js';
 
 export interface ServeOptions {
   data: string;
@@ -185,7 +186,16 @@ export async function serve(o: ServeOptions): Promise<void> {
     // The index is a convenience: the vault runs without it rather than not at all.
     logger.error({ err: e }, 'search index: cannot open it; serving without search (run `custody reindex` after stopping the server)');
   }
-  const app = await buildServer({ vault, logger, metrics, https, search });
+  let services: Services;
+  try {
+    services = await startServices(vault, { logger });
+  } catch (e) {
+    await search?.close();
+    await vault.close();
+    release();
+    throw e;
+  }
+  const app = await buildServer({ vault, logger, metrics, https, search, services });
   let syslog: SyslogServer[] = [];
   try {
     syslog = await startSyslogListeners(syslogPlan, vault, logger, metrics);
@@ -193,6 +203,7 @@ export async function serve(o: ServeOptions): Promise<void> {
   } catch (e) {
     for (const s of syslog) await s.close();
     await app.close();
+    await services.close();
     await search?.close();
     await vault.close();
     release();
@@ -209,6 +220,7 @@ export async function serve(o: ServeOptions): Promise<void> {
     logger.info({ signal: sig }, 'shutting down: finishing integration');
     for (const s of syslog) await s.close();
     await app.close();
+    await services.close();
     await search?.close();
     await vault.close();
     release();

@@ -15,7 +15,7 @@
  */
 import { hash } from 'node:crypto';
 import { CustodyError, isCustodyError } from '../errors.js';
-import type { Vault } from '../vault.js';
+import type { Vault, IngestedRecord } from '../vault.js';
 import type { PrincipalRow } from '../storage/db.js';
 import { cleanAttrs } from '../log/entry.js';
 import type { ParsedRecord, IngestSummary, RecordOutcome } from './types.js';
@@ -184,6 +184,16 @@ export async function ingestRecords(vault: Vault, records: ParsedRecord[], opts:
       }),
     );
     vault.dedupe.remember(remember);
+    if (vault.events.has('ingested')) {
+      const seen: IngestedRecord[] = [];
+      for (let i = 0; i < records.length; i++) {
+        const o = outcomes[i];
+        if (o?.status !== 'stored') continue;
+        const r = records[i]!;
+        seen.push({ log: o.log, index: o.index, source: r.source, producer: principal.name, fields: r.fields, bytes: r.bytes });
+      }
+      if (seen.length > 0) vault.events.emit('ingested', seen);
+    }
     for (let i = 0; i < records.length; i++) {
       const d = dupOf[i];
       if (d === undefined) continue;

@@ -19,6 +19,8 @@ import { trustRoutes } from './trust.js';
 import { searchRoutes } from './search.js';
 import type { SearchIndex } from '../search/index.js';
 import { webRoutes } from './web.js';
+import { alarmRoutes } from './alarms.js';
+import type { Services } from '../services.js';
 
 export interface ServerOptions {
   vault: Vault;
@@ -27,6 +29,8 @@ export interface ServerOptions {
   https?: { key: Buffer; cert: Buffer };
   /** The vault's search index (search/index.ts); without it the search routes answer 503. */
   search?: SearchIndex;
+  /** Background services (services.ts) whose routes need them (rules, notifiers, retention …). */
+  services?: Services;
 }
 
 export async function buildServer(opts: ServerOptions): Promise<FastifyInstance> {
@@ -73,6 +77,7 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
   await app.register(exportRoutes, { vault, search: opts.search });
   await app.register(principalRoutes, { vault });
   await app.register(trustRoutes, { vault });
+  await app.register(alarmRoutes, { vault, services: opts.services });
   await app.register(webRoutes, { tls: opts.https !== undefined });
   await app.register(entryRoutes, { vault, metrics });
   await app.register(protocolRoutes, { vault, metrics });

@@ -32,8 +32,7 @@ export async function trustRoutes(app: FastifyInstance, opts: { vault: Vault }):
     if (!REASONS.has(reason)) throw new CustodyError('BAD_REQUEST', `"reason" must be one of ${[...REASONS].join(', ')}.`);
     const message = typeof b['message'] === 'string' ? b['message'].slice(0, 1000) : undefined;
     const client = typeof b['client'] === 'string' ? b['client'].slice(0, 64) : undefined;
-    await opts.vault.audit({
-      type: 'alarm.trust',
+    const report = {
       reason,
       log,
       trusted: point(b['trusted'], 'trusted'),
@@ -42,8 +41,17 @@ export async function trustRoutes(app: FastifyInstance, opts: { vault: Vault }):
       ...(typeof b['seenKey'] === 'string' ? { seenKey: b['seenKey'].slice(0, 300) } : {}),
       ...(message ? { message } : {}),
       ...(client ? { client } : {}),
-      ...auditContext(req),
+    };
+    const ctx = auditContext(req);
+    await opts.vault.audit({ type: 'alarm.trust', ...report, ...ctx });
+    const alarm = await opts.vault.alarms.raise({
+      kind: 'trust',
+      rule: 'trust.report',
+      severity: 'critical',
+      title: `Auditor ${req.principal!.name} found log ${log} inconsistent with the checkpoint they verified before (${reason}): its history may have been rewritten or forked.`,
+      details: { ...report, reportedBy: req.principal!.name, address: ctx['address'] },
+      log,
     });
-    return reply.code(202).send({ recorded: true, message: 'Recorded in the vault\'s audit log as an alarm. Keep your own copy of both checkpoints: they are the evidence.' });
+    return reply.code(202).send({ recorded: true, alarm: alarm.id, message: 'Recorded in the vault\'s audit log as an alarm. Keep your own copy of both checkpoints: they are the evidence.' });
   });
 }

@@ -13,6 +13,11 @@ declare module 'fastify' {
     credentials?: ReadonlyArray<'bearer' | 'basic' | 'splunk' | 'firehose' | 'apikey'>;
     /** A write to log data: always refused with 405 and recorded as a tamper attempt. */
     tamper?: boolean;
+    /**
+     * A sensitive admin action: the admin must have enrolled a second factor and send a current
+     * TOTP code in X-Custody-TOTP (checked in server/auth.ts; TOTP_REQUIRED / TOTP_INVALID).
+     */
+    totp?: boolean;
   }
 }
 

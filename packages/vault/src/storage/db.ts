@@ -54,6 +54,13 @@ const MIGRATIONS = [
   // Admin actions taken offline (`custody token … --data`) wait here until the server appends
   // them to the audit log.
   `CREATE TABLE pending_audit (id INTEGER PRIMARY KEY AUTOINCREMENT, event TEXT NOT NULL);`,
+  // Alarms (alarms/store.ts). A repeat of an alarm with the same group key inside its grouping
+  // window raises the count of the open row instead of adding one.
+  `CREATE TABLE alarms (id INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL, rule TEXT NOT NULL,
+     severity TEXT NOT NULL, title TEXT NOT NULL, details TEXT NOT NULL, group_key TEXT,
+     log TEXT, entry INTEGER, first_at TEXT NOT NULL, last_at TEXT NOT NULL, count INTEGER NOT NULL DEFAULT 1);
+   CREATE INDEX alarms_last ON alarms(last_at);
+   CREATE INDEX alarms_group ON alarms(group_key, last_at) WHERE group_key IS NOT NULL;`,
 ];
 
 function toPrincipal(r: PrincipalDbRow): PrincipalRow {
@@ -93,6 +100,14 @@ export class VaultDb {
         this.db.pragma(`user_version = ${v + 1}`);
       })();
     }
+  }
+
+  /**
+   * The connection itself, for the stores of other concerns (alarms, approvals, rules …) that
+   * keep their own tables in custody.db. Each creates its tables with IF NOT EXISTS.
+   */
+  get sqlite(): Database.Database {
+    return this.db;
   }
 
   /** Changes whenever another connection commits (PRAGMA data_version). */

@@ -11,6 +11,7 @@ import type { FastifyInstance } from 'fastify';
 import { initVault, Vault } from '../../src/vault.js';
 import { buildServer } from '../../src/server/index.js';
 import { SearchIndex } from '../../src/search/index.js';
+import { startServices, type Services } from '../../src/services.js';
 
 export interface InProcVault {
   dataDir: string;
@@ -19,17 +20,21 @@ export interface InProcVault {
   tokens: { admin: string; writer: string; auditor: string };
   /** The search index, when started with `search: true`. */
   search?: SearchIndex;
+  /** Background services (detectors, notifiers, self-audit, retention). */
+  services: Services;
   close(): Promise<void>;
 }
 
-export async function startInProc(opts: { checkpointIntervalMs?: number; regions?: string[]; maxPendingEntries?: number; admissionTimeoutMs?: number; auditFloodLimit?: number; auditFloodWindowMs?: number; /** Start the search index (and its follower) with the server. */ search?: boolean } = {}): Promise<InProcVault> {
+export async function startInProc(opts: { checkpointIntervalMs?: number; regions?: string[]; maxPendingEntries?: number; admissionTimeoutMs?: number; auditFloodLimit?: number; auditFloodWindowMs?: number; /** Start the search index (and its follower) with the server. */ search?: boolean; /** Background service timing overrides (services.ts). */ timing?: Record<string, number>; /** Runs before the services start (e.g. to write rule or notifier files into the data dir). */ beforeServices?: (dataDir: string) => void } = {}): Promise<InProcVault> {
   const dataDir = mkdtempSync(join(tmpdir(), 'custody-test-'));
   const init = initVault(dataDir, { regions: opts.regions });
   const tok = (role: string): string => init.tokens.find((t) => t.role === role)!.token;
   const logger = pino({ level: 'silent' });
   const vault = await Vault.open(dataDir, { logger, checkpointIntervalMs: opts.checkpointIntervalMs ?? 20, maxPendingEntries: opts.maxPendingEntries, admissionTimeoutMs: opts.admissionTimeoutMs, auditFloodLimit: opts.auditFloodLimit, auditFloodWindowMs: opts.auditFloodWindowMs });
   const search = opts.search ? SearchIndex.open(vault, { logger, pollMs: 20 }) : undefined;
-  const app = await buildServer({ vault, logger, search });
+  opts.beforeServices?.(dataDir);
+  const services = await startServices(vault, { logger, timing: opts.timing });
+  const app = await buildServer({ vault, logger, search, services });
   await app.ready();
   return {
     dataDir,
@@ -37,8 +42,10 @@ export async function startInProc(opts: { checkpointIntervalMs?: number; regions
     app,
     tokens: { admin: tok('admin'), writer: tok('writer'), auditor: tok('auditor') },
     search,
+    services,
     async close() {
       await app.close();
+      await services.close();
       await search?.close();
       await vault.close();
       rmSync(dataDir, { recursive: true, force: true });

@@ -1,0 +1,3 @@
+export * from './types.js';
+export { AlarmStore } from './store.js';
+export { AlarmCenter, type AlarmCenterOptions, type AlarmListener } from './center.js';
