@@ -8,6 +8,7 @@
  */
 import type { Logger } from 'pino';
 import type { Vault } from './vault.js';
+import { SelfAudit } from './alarms/integrity.js';
 
 export interface ServicesOptions {
   logger: Logger;
@@ -22,6 +23,7 @@ export interface Services {
   // --- detectors (alarms/detectors) ---
   // --- notifiers (alarms/notify) ---
   // --- self-audit (alarms/integrity) ---
+  selfAudit?: SelfAudit;
   // --- retention (lifecycle) ---
   close(): Promise<void>;
 }
@@ -43,6 +45,10 @@ export async function startServices(vault: Vault, opts: ServicesOptions): Promis
     // --- detectors (alarms/detectors) ---
     // --- notifiers (alarms/notify) ---
     // --- self-audit (alarms/integrity) ---
+    const selfAudit = new SelfAudit(vault, { logger: opts.logger, intervalMs: opts.timing?.['selfAuditIntervalMs'], budgetMs: opts.timing?.['selfAuditBudgetMs'] });
+    selfAudit.start();
+    services.selfAudit = selfAudit;
+    closers.push(() => selfAudit.close());
     // --- retention (lifecycle) ---
   } catch (e) {
     await services.close();
