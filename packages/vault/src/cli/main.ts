@@ -267,6 +267,23 @@ program
     process.exitCode = verifyBundleCommand(bundle, o);
   });
 
+// ---- alarms (docs/ALARMS.md) ----
+program
+  .command('alarms')
+  .description('list the vault\'s alarms, newest first (auditor or admin)')
+  .option('--kind <kinds>', 'only these kinds, comma-separated (tamper, auth, silence, resumed, log-generation-off, integrity, trust, witness, content, admin)')
+  .option('--since <time>', 'only alarms seen at or after this time (2026-12-01, 2026-12-01T12:00:00Z, now-1h)')
+  .option('--until <time>', 'only alarms raised before this time')
+  .option('--limit <n>', 'most alarms to show', intArg('--limit', 1, 100000), 50)
+  .addOption(urlOpt())
+  .addOption(tokenOpt())
+  .addOption(jsonOpt())
+  .action(async (o) => {
+    jsonOutput = !!o.json;
+    const { alarmsCommand } = await import('./alarms.js');
+    process.exitCode = await alarmsCommand(o);
+  });
+
 // ---- search (docs/SEARCH.md) ----
 program
   .command('search <query>')
