@@ -1,8 +1,8 @@
 /**
- * Alarms, for now read straight from the vault's own audit log (`audit`): refusals, failed
- * sign-ins, tamper attempts and trust alarms, newest first. The alarms feature (issue 5,
- * /v1/alarms: detectors, notifications, acknowledgement) will replace this list; until then
- * every row here is still an audit-log entry with its own proof (follow the link).
+ * Alarms: the vault's alarms from GET /v1/alarms (detectors, the self-audit, trust reports —
+ * newest first, filterable by kind, repeats counted on one row), and below them the raw
+ * refusals recorded in the vault's own audit log (refused requests, failed sign-ins, attempts
+ * to change or delete records), each a link to its audit entry and its proof.
  */
 import { getJson, listLogs, type EntryAnswer } from '../api.js';
 import { h, notice, replace } from '../dom.js';
@@ -13,7 +13,7 @@ const PARALLEL = 8;
 
 /** The audit event types that belong on this page. */
 export function isAlarmType(type: string): boolean {
-  return /^(tamper\.|alarm\.|request\.refused|auth\.failed|syslog\.refused)/.test(type);
+  return /^(tamper\.|alarm\.trust|request\.refused|auth\.failed|syslog\.refused|admin\.totp\.failed)/.test(type);
 }
 
 const TITLES: Array<[RegExp, string]> = [
@@ -46,9 +46,48 @@ function who(e: Record<string, unknown>): string {
   return 'no valid token';
 }
 
+interface Alarm {
+  id: number;
+  kind: string;
+  rule: string;
+  severity: string;
+  title: string;
+  details: Record<string, unknown>;
+  time: string;
+  lastTime: string;
+  count: number;
+  log?: string;
+  entry?: number;
+}
+
+const KINDS = ['tamper', 'auth', 'silence', 'resumed', 'log-generation-off', 'integrity', 'trust', 'witness', 'content', 'admin'];
+const PAGE = 100;
+
+function detailsText(d: Record<string, unknown>): string {
+  const parts: string[] = [];
+  for (const [k, v] of Object.entries(d)) {
+    if (k === 'whatToDo' || v === undefined || v === null || v === '') continue;
+    const text = typeof v === 'string' ? v : JSON.stringify(v);
+    parts.push(`${k}: ${text.length > 120 ? text.slice(0, 119) + '…' : text}`);
+    if (parts.length >= 8) break;
+  }
+  return parts.join(' · ');
+}
+
 export function renderAlarms(ctx: PageContext): void {
   const title = h('h1', { tabindex: '-1' }, 'Alarms');
-  const status = h('p', { role: 'status', id: 'alarms-status' }, 'Reading the newest entries of the audit log…');
+  const kind = h('select', { id: 'alarm-kind', 'aria-label': 'Kind of alarm' }, h('option', { value: '' }, 'All kinds'), ...KINDS.map((k) => h('option', { value: k }, k)));
+  const status = h('div', { role: 'status', id: 'vault-alarms-status' }, 'Reading alarms…');
+  const abody = h('tbody');
+  const atable = h(
+    'table',
+    { id: 'vault-alarms-table', hidden: true },
+    h('thead', null, h('tr', null, ...['Time (UTC)', 'Severity', 'Kind', 'What happened', 'Details', 'Cause'].map((t) => h('th', { scope: 'col' }, t)))),
+    abody,
+  );
+  const amore = h('button', { type: 'button', class: 'secondary', id: 'vault-alarms-more', hidden: true }, 'Older alarms');
+  const auditTitle = h('h2', null, 'Refusals in the audit log');
+  const auditStatus = h('p', { role: 'status', id: 'alarms-status' }, 'Reading the newest entries of the audit log…');
   const tbody = h('tbody');
   const table = h(
     'table',
@@ -60,12 +99,61 @@ export function renderAlarms(ctx: PageContext): void {
   replace(
     ctx.main,
     title,
-    notice('info', 'Full alarms (detectors, notifications, acknowledgement) come with the alarms feature. Until then this page lists what the vault recorded in its own audit log: refused requests, failed sign-ins, attempts to change or delete records, and trust alarms reported by auditors\' clients.'),
+    h('div', { class: 'actions' }, h('label', { for: 'alarm-kind' }, 'Show '), kind),
     status,
+    atable,
+    h('div', { class: 'actions' }, amore),
+    auditTitle,
+    h('p', null, 'Every refused request, failed sign-in and attempt to change or delete records, as the vault recorded it in its own audit log — each with its entry and proof. Alarms above are raised from these by the detectors.'),
+    auditStatus,
     table,
     h('div', { class: 'actions' }, more),
   );
   title.focus();
+
+  let before: number | null = null;
+  let shown = 0;
+  const readAlarms = async (fresh: boolean): Promise<void> => {
+    amore.disabled = true;
+    try {
+      if (fresh) {
+        before = null;
+        shown = 0;
+        abody.replaceChildren();
+      }
+      const qs = new URLSearchParams({ limit: String(PAGE) });
+      if ((kind as HTMLSelectElement).value) qs.set('kind', (kind as HTMLSelectElement).value);
+      if (before !== null) qs.set('before', String(before));
+      const r = await getJson<{ alarms: Alarm[]; next: number | null }>(`/v1/alarms?${qs}`);
+      if (!ctx.alive()) return;
+      for (const a of r.alarms) {
+        shown++;
+        abody.appendChild(
+          h(
+            'tr',
+            { 'data-kind': a.kind, 'data-severity': a.severity, 'data-id': String(a.id) },
+            h('td', { class: 'mono' }, a.time, a.count > 1 ? h('span', null, h('br'), `×${a.count}, last ${a.lastTime}`) : null),
+            h('td', null, h('span', { class: `badge severity-${a.severity}` }, a.severity)),
+            h('td', null, a.kind),
+            h('td', { class: 'wrap' }, a.title),
+            h('td', { class: 'wrap' }, detailsText(a.details)),
+            h('td', null, a.log !== undefined && a.entry !== undefined ? h('a', { href: `#/entry/${encodeURIComponent(a.log)}/${a.entry}` }, `${a.log}:${a.entry}`) : `#${a.id}`),
+          ),
+        );
+      }
+      before = r.next;
+      atable.hidden = shown === 0;
+      amore.hidden = r.next === null;
+      replace(status, shown === 0 ? 'No alarms.' : `${shown.toLocaleString('en-US')} ${shown === 1 ? 'alarm' : 'alarms'}, newest first.`);
+    } catch (e) {
+      if (ctx.alive()) replace(status, notice('error', `The alarms could not be read: ${(e as Error).message}`));
+    } finally {
+      amore.disabled = false;
+    }
+  };
+  kind.addEventListener('change', () => void readAlarms(true));
+  amore.addEventListener('click', () => void readAlarms(false));
+  void readAlarms(true);
 
   let nextBelow = -1; // audit entries [0, nextBelow) are not read yet
   let found = 0;
@@ -117,10 +205,10 @@ export function renderAlarms(ctx: PageContext): void {
       }
       table.hidden = found === 0;
       const span = `the newest ${read.toLocaleString('en-US')} audit ${read === 1 ? 'entry' : 'entries'}`;
-      replace(status, found === 0 ? `Nothing alarming in ${span}${lo > 0 ? '; look further back for older ones' : ''}.` : `${found.toLocaleString('en-US')} ${found === 1 ? 'event' : 'events'} in ${span}, newest first.`);
+      replace(auditStatus, found === 0 ? `Nothing alarming in ${span}${lo > 0 ? '; look further back for older ones' : ''}.` : `${found.toLocaleString('en-US')} ${found === 1 ? 'event' : 'events'} in ${span}, newest first.`);
       more.hidden = lo === 0;
     } catch (e) {
-      if (ctx.alive()) status.replaceWith(notice('error', `The audit log could not be read: ${(e as Error).message}`));
+      if (ctx.alive()) auditStatus.replaceWith(notice('error', `The audit log could not be read: ${(e as Error).message}`));
     } finally {
       more.disabled = false;
     }
