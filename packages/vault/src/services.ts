@@ -21,10 +21,16 @@ export interface ServicesOptions {
 
 export interface Services {
   // --- detectors (alarms/detectors) ---
+  /** Alarm rules run on audit events and ingested records (alarms/detectors, docs/ALARMS.md). */
+  detectors?: import('./alarms/detectors/index.js').DetectorEngine;
   // --- notifiers (alarms/notify) ---
+  /** Alarm deliveries: webhook, Slack, e-mail, SNS (alarms/notify, docs/NOTIFIERS.md). */
+  notifiers?: import('./alarms/notify/index.js').NotifierHub;
   // --- self-audit (alarms/integrity) ---
   selfAudit?: SelfAudit;
   // --- retention (lifecycle) ---
+  /** Retention, purges and key rotation (lifecycle/, docs/RETENTION.md). */
+  retention?: import('./lifecycle/index.js').LifecycleService;
   close(): Promise<void>;
 }
 
@@ -42,14 +48,41 @@ export async function startServices(vault: Vault, opts: ServicesOptions): Promis
     },
   };
   try {
-    // --- detectors (alarms/detectors) ---
     // --- notifiers (alarms/notify) ---
+    // A bad <data>/notifiers.json refuses the start (NOTIFIER_INVALID naming file and field).
+    const { NotifierHub } = await import('./alarms/notify/index.js');
+    const notifiers = await NotifierHub.start(vault, { logger: opts.logger, timing: opts.timing });
+    services.notifiers = notifiers;
+    closers.push(() => notifiers.close());
+    // --- detectors (alarms/detectors) ---
+    // A bad <data>/rules.json refuses the start (RULE_INVALID naming file and field).
+    // Started after the notifiers, so the first alarm of a new vault is delivered too.
+    // CUSTODY_BENCH_WITHOUT_DETECTORS=1 is the benchmark's baseline (npm run bench): it is
+    // logged and recorded in the audit log, never silent.
+    if (process.env['CUSTODY_BENCH_WITHOUT_DETECTORS'] === '1') {
+      opts.logger.warn('detectors are OFF (CUSTODY_BENCH_WITHOUT_DETECTORS=1): no alarm rule runs; for benchmarks only');
+      await vault.audit({ type: 'vault.detectors.disabled', reason: 'CUSTODY_BENCH_WITHOUT_DETECTORS=1 in the server environment' });
+    } else {
+      const { DetectorEngine } = await import('./alarms/detectors/index.js');
+      const detectors = await DetectorEngine.start(vault, { logger: opts.logger, timing: opts.timing });
+      services.detectors = detectors;
+      closers.push(() => detectors.close());
+    }
     // --- self-audit (alarms/integrity) ---
     const selfAudit = new SelfAudit(vault, { logger: opts.logger, intervalMs: opts.timing?.['selfAuditIntervalMs'], budgetMs: opts.timing?.['selfAuditBudgetMs'] });
     selfAudit.start();
     services.selfAudit = selfAudit;
     closers.push(() => selfAudit.close());
     // --- retention (lifecycle) ---
+    // Registers its two-person actions and finishes any purge a crash interrupted.
+    const { LifecycleService } = await import('./lifecycle/index.js');
+    const retention = await LifecycleService.start(vault, {
+      logger: opts.logger,
+      clockOffsetMs: opts.timing?.['retentionClockOffsetMs'],
+      blobIdleMs: opts.timing?.['retentionBlobIdleMs'],
+    });
+    services.retention = retention;
+    closers.push(() => retention.close());
   } catch (e) {
     await services.close();
     throw e;

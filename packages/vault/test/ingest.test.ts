@@ -10,10 +10,13 @@ import { join } from 'node:path';
 import { createHash } from 'node:crypto';
 import { verifyInclusion, fromBase64, openCheckpoint, parseVerifierKey, hashLeaf, verifyProofFile } from '@custody/verify';
 import { startInProc, bearer, auditRecords, type InProcVault } from './support/inproc.js';
+import { enrollTotp, useFakeClock, type TotpDevice } from './support/totp.js';
 
 let v: InProcVault;
+let totp: TotpDevice; // creating and revoking principals needs the admin's TOTP code (docs/ADMIN.md)
 before(async () => {
   v = await startInProc();
+  totp = await enrollTotp(v.app, v.tokens.admin, useFakeClock(v.vault));
 });
 after(async () => v.close());
 
@@ -221,11 +224,11 @@ test('wait=checkpoint returns a receipt that verifies with the log key alone', a
 });
 
 test('revoked tokens stop working at once, and say so', async () => {
-  const created = await v.app.inject({ method: 'POST', url: '/v1/principals', headers: { ...bearer(v.tokens.admin), 'content-type': 'application/json' }, payload: { name: 'short-lived', role: 'writer' } });
+  const created = await v.app.inject({ method: 'POST', url: '/v1/principals', headers: { ...(await totp.headers(v.tokens.admin)), 'content-type': 'application/json' }, payload: { name: 'short-lived', role: 'writer' } });
   assert.equal(created.statusCode, 201);
   const { principal, token } = created.json<{ principal: { id: string }; token: string }>();
   assert.equal((await post('{"a":1}', { token })).statusCode, 200);
-  const rv = await v.app.inject({ method: 'POST', url: `/v1/principals/${principal.id}/revoke`, headers: bearer(v.tokens.admin) });
+  const rv = await v.app.inject({ method: 'POST', url: `/v1/principals/${principal.id}/revoke`, headers: await totp.headers(v.tokens.admin) });
   assert.equal(rv.statusCode, 200);
   const r = await post('{"a":2}', { token });
   assert.equal(r.statusCode, 401);
@@ -239,7 +242,7 @@ test('revoked tokens stop working at once, and say so', async () => {
 });
 
 test('principal input is validated', async () => {
-  const mk = (payload: unknown) => v.app.inject({ method: 'POST', url: '/v1/principals', headers: { ...bearer(v.tokens.admin), 'content-type': 'application/json' }, payload: payload as object });
+  const mk = async (payload: unknown) => v.app.inject({ method: 'POST', url: '/v1/principals', headers: { ...(await totp.headers(v.tokens.admin)), 'content-type': 'application/json' }, payload: payload as object });
   assert.equal((await mk({ name: 'x y', role: 'writer' })).statusCode, 400);
   assert.equal((await mk({ name: 'ok', role: 'root' })).statusCode, 400);
   assert.equal((await mk({ name: 'ok2', role: 'auditor', logs: ['local'] })).statusCode, 400);
@@ -248,7 +251,7 @@ test('principal input is validated', async () => {
   const dup = await mk({ name: 'dup', role: 'writer' });
   assert.equal(dup.statusCode, 409);
   assert.equal(errorOf(dup).code, 'PRINCIPAL_EXISTS');
-  const unknown = await v.app.inject({ method: 'POST', url: '/v1/principals/p_nope/revoke', headers: bearer(v.tokens.admin) });
+  const unknown = await v.app.inject({ method: 'POST', url: '/v1/principals/p_nope/revoke', headers: await totp.headers(v.tokens.admin) });
   assert.equal(unknown.statusCode, 404);
 });
 

@@ -5,6 +5,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { startInProc, bearer, auditRecords, type InProcVault } from './support/inproc.js';
+import { enrollTotp, type TotpDevice } from './support/totp.js';
 
 type Who = 'anonymous' | 'bad-token' | 'writer' | 'auditor' | 'admin';
 const WHO: Who[] = ['anonymous', 'bad-token', 'writer', 'auditor', 'admin'];
@@ -16,6 +17,8 @@ interface Case {
   contentType?: string;
   /** Expected status per caller. */
   expect: Record<Who, number>;
+  /** A sensitive admin action: the admin sends a current TOTP code (docs/ADMIN.md). */
+  totp?: boolean;
 }
 
 const ndjson = '{"event":"matrix"}\n';
@@ -42,7 +45,7 @@ const CASES: Case[] = [
   { method: 'GET', url: '/logs/audit/checkpoint', expect: allowed(['auditor'], 200) },
   // admin: principals
   { method: 'GET', url: '/v1/principals', expect: allowed(['admin'], 200) },
-  { method: 'POST', url: '/v1/principals', body: '{"name":"NAME","role":"auditor"}', contentType: 'application/json', expect: allowed(['admin'], 201) },
+  { method: 'POST', url: '/v1/principals', body: '{"name":"NAME","role":"auditor"}', contentType: 'application/json', expect: allowed(['admin'], 201), totp: true },
   // identity
   { method: 'GET', url: '/v1/whoami', expect: allowed(['writer', 'auditor', 'admin'], 200) },
   // nobody edits or deletes log data, whoever asks
@@ -56,8 +59,10 @@ const CASES: Case[] = [
 ];
 
 let v: InProcVault;
+let totp: TotpDevice;
 before(async () => {
   v = await startInProc({ auditFloodLimit: 100_000 }); // every refusal in full: the test counts them
+  totp = await enrollTotp(v.app, v.tokens.admin);
   // one entry so the read routes have something to read
   const r = await v.app.inject({ method: 'POST', url: '/v1/logs/local/entries?wait=checkpoint', headers: { ...bearer(v.tokens.writer), 'content-type': 'application/x-ndjson' }, payload: ndjson });
   assert.equal(r.statusCode, 200);
@@ -72,6 +77,7 @@ for (const c of CASES) {
       if (who === 'bad-token') headers.authorization = 'Bearer cst_' + 'A'.repeat(43);
       else if (who !== 'anonymous') headers.authorization = `Bearer ${v.tokens[who]}`;
       if (c.contentType) headers['content-type'] = c.contentType;
+      if (c.totp && who === 'admin') headers['x-custody-totp'] = await totp.next();
       const payload = c.body?.replace('NAME', `matrix-${++n}`);
       const r = await v.app.inject({ method: c.method, url: c.url, headers, payload });
       assert.equal(r.statusCode, c.expect[who], `${who} ${c.method} ${c.url}: ${r.body.slice(0, 300)}`);

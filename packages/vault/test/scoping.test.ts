@@ -2,6 +2,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { startInProc, bearer, type InProcVault } from './support/inproc.js';
+import { enrollTotp } from './support/totp.js';
 
 let v: InProcVault;
 before(async () => {
@@ -19,7 +20,8 @@ test('a vault has one log per region, plus its audit log, each with its own key 
 });
 
 test('a writer scoped to one region cannot append to another', async () => {
-  const c = await v.app.inject({ method: 'POST', url: '/v1/principals', headers: { ...bearer(v.tokens.admin), 'content-type': 'application/json' }, payload: { name: 'eu-only', role: 'writer', logs: ['eu-west-1'] } });
+  const totp = await enrollTotp(v.app, v.tokens.admin); // creating principals needs the admin's TOTP code
+  const c = await v.app.inject({ method: 'POST', url: '/v1/principals', headers: { ...(await totp.headers(v.tokens.admin)), 'content-type': 'application/json' }, payload: { name: 'eu-only', role: 'writer', logs: ['eu-west-1'] } });
   assert.equal(c.statusCode, 201, c.body);
   const token = c.json<{ token: string }>().token;
   const send = (log: string) =>

@@ -36,7 +36,13 @@ export function print(json: boolean | undefined, value: unknown, human: () => st
 
 // ---- tokens --------------------------------------------------------------------------
 
-export async function tokenCreate(o: ClientFlags & { data?: string; role: string; name: string; logs?: string }): Promise<void> {
+/** The X-Custody-TOTP header (docs/ADMIN.md) from --totp or $CUSTODY_TOTP. */
+function totpHeader(o: { totp?: string }): Record<string, string> {
+  const code = (o.totp ?? process.env.CUSTODY_TOTP ?? '').trim();
+  return code ? { 'x-custody-totp': code } : {};
+}
+
+export async function tokenCreate(o: ClientFlags & { data?: string; role: string; name: string; logs?: string; totp?: string }): Promise<void> {
   const logs = o.logs ? o.logs.split(',').map((s) => s.trim()).filter(Boolean) : null;
   let result: { principal: unknown; token: string };
   if (o.data) {
@@ -44,6 +50,10 @@ export async function tokenCreate(o: ClientFlags & { data?: string; role: string
     readConfig(dataDir);
     const db = new VaultDb(join(dataDir, 'custody.db'));
     try {
+      // Two-person rule (docs/ADMIN.md): the data directory is no way around it once it applies.
+      if (o.role === 'admin' && db.listPrincipals().filter((p) => p.role === 'admin' && !p.revokedAt).length >= 2) {
+        throw new CustodyError('FORBIDDEN', `This vault has two admins or more, so a new admin needs a second admin's approval; use the two-person approval: custody admin request admin.add --param name=${o.name} --totp <code>, then another admin runs custody admin approve <id> --totp <code>.`);
+      }
       const regionLogs = db.listLogs().filter((l) => l.kind === 'region').map((l) => l.name);
       const created = createPrincipal(db, { name: o.name, role: o.role as Role, logs, createdBy: 'custody token create --data' }, regionLogs);
       const p = created.principal;
@@ -55,7 +65,14 @@ export async function tokenCreate(o: ClientFlags & { data?: string; role: string
   } else {
     const c = new CustodyClient(o);
     c.requireToken();
-    result = await c.json('POST', '/v1/principals', { name: o.name, role: o.role, ...(logs ? { logs } : {}) });
+    const res = await c.request('POST', '/v1/principals', { body: JSON.stringify({ name: o.name, role: o.role, ...(logs ? { logs } : {}) }), headers: { 'content-type': 'application/json', ...totpHeader(o) } });
+    const answer = (await res.json()) as { principal: unknown; token: string } | { approval: { id: string; description: string; expiresAt: string } };
+    if ('approval' in answer) {
+      const a = answer.approval;
+      print(o.json, answer, () => `Adding an admin needs a second admin. Requested ${a.id}: ${a.description}\nIt takes effect when a different admin approves it before ${a.expiresAt}:\n  custody admin approve ${a.id} --totp <code>`);
+      return;
+    }
+    result = answer;
   }
   print(o.json, result, () => `Created ${o.role} "${o.name}". Its token (shown only now):\n${result.token}`);
 }
@@ -81,7 +98,7 @@ export async function tokenList(o: ClientFlags & { data?: string }): Promise<voi
   );
 }
 
-export async function tokenRevoke(id: string, o: ClientFlags & { data?: string }): Promise<void> {
+export async function tokenRevoke(id: string, o: ClientFlags & { data?: string; totp?: string }): Promise<void> {
   let principal: { id: string; name: string; revokedAt: string | null };
   if (o.data) {
     const db = new VaultDb(join(resolve(o.data), 'custody.db'));
@@ -94,7 +111,8 @@ export async function tokenRevoke(id: string, o: ClientFlags & { data?: string }
   } else {
     const c = new CustodyClient(o);
     c.requireToken();
-    principal = (await c.json<{ principal: typeof principal }>('POST', `/v1/principals/${encodeURIComponent(id)}/revoke`, {})).principal;
+    const res = await c.request('POST', `/v1/principals/${encodeURIComponent(id)}/revoke`, { body: '{}', headers: { 'content-type': 'application/json', ...totpHeader(o) } });
+    principal = ((await res.json()) as { principal: typeof principal }).principal;
   }
   print(o.json, { principal }, () => `Revoked ${principal.name} (${principal.id}) at ${principal.revokedAt}.`);
 }
@@ -199,6 +217,11 @@ export async function append(files: string[], o: ClientFlags & { log: string; so
 
 // ---- verify --------------------------------------------------------------------------
 
+/** "N entries shredded by approved purge #id" lines of a verify report (docs/RETENTION.md). */
+function shreddedText(r: VerifyReport): string {
+  return (r.shredded ?? []).map((x) => `\n      ${x.message}.`).join('');
+}
+
 export async function verify(o: ClientFlags & { data?: string; log?: string; key?: string; full?: boolean; trustFile?: string }): Promise<boolean> {
   const src = sourceOf(o);
   const trust = new TrustStore(o.trustFile);
@@ -248,8 +271,8 @@ export async function verify(o: ClientFlags & { data?: string; log?: string; key
     reports
       .map((r) =>
         r.ok
-          ? `OK    ${r.log}: ${r.size} entries, root ${r.rootHash}; ${r.entriesChecked} entries and ${r.tilesChecked} tiles recomputed${r.resumedFrom > 0 ? ` (resumed from the trusted checkpoint at ${r.resumedFrom})` : ''} in ${r.seconds.toFixed(1)} s.`
-          : [`FAIL  ${r.log}: ${r.problems.length} problem(s):`, ...r.problems.map((p) => `  - [${p.kind}] ${p.where}: ${p.message}`), '  The trusted checkpoint was not updated.'].join('\n'),
+          ? `OK    ${r.log}: ${r.size} entries, root ${r.rootHash}; ${r.entriesChecked} entries and ${r.tilesChecked} tiles recomputed${r.resumedFrom > 0 ? ` (resumed from the trusted checkpoint at ${r.resumedFrom})` : ''} in ${r.seconds.toFixed(1)} s.${shreddedText(r)}`
+          : [`FAIL  ${r.log}: ${r.problems.length} problem(s):`, ...r.problems.map((p) => `  - [${p.kind}] ${p.where}: ${p.message}`), '  The trusted checkpoint was not updated.'].join('\n') + shreddedText(r),
       )
       .concat(reported)
       .join('\n'),

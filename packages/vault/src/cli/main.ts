@@ -26,6 +26,7 @@ const dataOpt = () => new Option('--data <dir>', 'data directory (default: $CUST
 const urlOpt = () => new Option('--url <url>', 'Custody server URL (default: $CUSTODY_URL or http://127.0.0.1:8700)');
 const tokenOpt = () => new Option('--token <token>', 'bearer token (default: $CUSTODY_TOKEN)');
 const jsonOpt = () => new Option('--json', 'print machine-readable JSON');
+const totpOpt = () => new Option('--totp <code>', 'the current code from your authenticator app (default: $CUSTODY_TOTP)');
 
 program
   .name('custody')
@@ -39,12 +40,17 @@ program
   .option('--prefix <prefix>', 'origin prefix of the logs, e.g. custody.example.org')
   .option('--regions <list>', 'comma-separated regions, one log each; a vault with a list refuses records for other regions (default: "local", and a region seen in a record gets its own log on first sight)')
   .option('--auto-regions', 'with --regions: still create a log for a new region on first sight')
+  .option('--retention-days <n>', 'how long the logs keep their data (default 365); it can later be extended, never shortened', intArg('--retention-days', 1, 36500))
   .addOption(jsonOpt())
-  .action((o: { data?: string; prefix?: string; regions?: string; autoRegions?: boolean; json?: boolean }) => {
+  .action(async (o: { data?: string; prefix?: string; regions?: string; autoRegions?: boolean; retentionDays?: number; json?: boolean }) => {
     jsonOutput = !!o.json;
     process.umask(0o077);
     const dir = resolveDataDir(o.data);
     const r = initVault(dir, { prefix: o.prefix, regions: o.regions?.split(',').map((s) => s.trim()).filter(Boolean), ...(o.autoRegions ? { regionMode: 'auto' as const } : {}) });
+    if (o.retentionDays !== undefined) {
+      const { setInitialRetention } = await import('../lifecycle/index.js');
+      setInitialRetention(dir, o.retentionDays, r.logs.map((l) => l.name));
+    }
     if (o.json) cmd.print(true, { dataDir: dir, logs: r.logs, tokensFile: r.tokensFile }, () => '');
     else printInit(r, dir);
   });
@@ -95,6 +101,7 @@ token
   .requiredOption('--name <name>', 'a unique name, e.g. vector-prod')
   .option('--logs <list>', 'writers only: comma-separated logs it may append to (default: every region log)')
   .option('--data <dir>', 'work offline on this data directory (bootstrap) instead of the API')
+  .addOption(totpOpt())
   .addOption(urlOpt())
   .addOption(tokenOpt())
   .addOption(jsonOpt())
@@ -117,12 +124,106 @@ token
   .command('revoke <id>')
   .description('revoke a principal by id or name; its token stops working at once')
   .option('--data <dir>', 'work offline on this data directory instead of the API')
+  .addOption(totpOpt())
   .addOption(urlOpt())
   .addOption(tokenOpt())
   .addOption(jsonOpt())
   .action(async (id: string, o) => {
     jsonOutput = !!o.json;
     await cmd.tokenRevoke(id, o);
+  });
+
+// ---- admins: second factor and two-person approvals (docs/ADMIN.md) ----
+const admin = program.command('admin').description("an admin's second factor (TOTP) and two-person approvals of dangerous actions");
+const totp = admin.command('totp').description('enroll, confirm or reset your second factor');
+totp
+  .command('enroll')
+  .description('start enrollment: prints a secret and otpauth URI for your authenticator app (re-enrolling needs --totp)')
+  .addOption(totpOpt())
+  .addOption(urlOpt())
+  .addOption(tokenOpt())
+  .addOption(jsonOpt())
+  .action(async (o) => {
+    jsonOutput = !!o.json;
+    await (await import('./admin.js')).totpEnroll(o);
+  });
+totp
+  .command('confirm <code>')
+  .description('activate the enrolled secret with the code your authenticator app shows')
+  .addOption(urlOpt())
+  .addOption(tokenOpt())
+  .addOption(jsonOpt())
+  .action(async (code: string, o) => {
+    jsonOutput = !!o.json;
+    await (await import('./admin.js')).totpConfirm(code, o);
+  });
+totp
+  .command('reset <name>')
+  .description("offline, on the server: forget an admin's second factor (lost device); recorded in the audit log")
+  .addOption(dataOpt().makeOptionMandatory())
+  .addOption(jsonOpt())
+  .action(async (name: string, o) => {
+    jsonOutput = !!o.json;
+    await (await import('./admin.js')).totpReset(name, o);
+  });
+admin
+  .command('me')
+  .description('who you are and whether your second factor is enrolled')
+  .addOption(urlOpt())
+  .addOption(tokenOpt())
+  .addOption(jsonOpt())
+  .action(async (o) => {
+    jsonOutput = !!o.json;
+    await (await import('./admin.js')).me(o);
+  });
+admin
+  .command('request <action>')
+  .description('ask for a dangerous action (admin.add, writers.revoke, rule.change, notifier.remove, retention.extend, purge, log.rotate-keys); a different admin approves it')
+  .option('--param <key=value>', 'a parameter: key=value (a string) or key:=json (e.g. days:=400); repeatable', (v: string, prev: string[] = []) => [...prev, v])
+  .option('--params-json <json>', 'all parameters as one JSON object')
+  .option('--expires <minutes>', 'the request expires after this many minutes (default 1440, at most 10080)', intArg('--expires', 1, 10080))
+  .addOption(totpOpt())
+  .addOption(urlOpt())
+  .addOption(tokenOpt())
+  .addOption(jsonOpt())
+  .action(async (action: string, o) => {
+    jsonOutput = !!o.json;
+    await (await import('./admin.js')).request(action, o);
+  });
+admin
+  .command('approvals')
+  .description('list approval requests, newest first (admin, auditor)')
+  .option('--status <status>', 'only pending, approved, denied, expired, failed or cancelled ones')
+  .option('--limit <n>', 'at most this many', intArg('--limit', 1, 1000))
+  .addOption(urlOpt())
+  .addOption(tokenOpt())
+  .addOption(jsonOpt())
+  .action(async (o) => {
+    jsonOutput = !!o.json;
+    await (await import('./admin.js')).list(o);
+  });
+admin
+  .command('approve <id>')
+  .description("approve another admin's request with your own code: it takes effect now")
+  .addOption(totpOpt())
+  .addOption(urlOpt())
+  .addOption(tokenOpt())
+  .addOption(jsonOpt())
+  .action(async (id: string, o) => {
+    jsonOutput = !!o.json;
+    await (await import('./admin.js')).approve(id, o);
+  });
+admin
+  .command('deny <id>')
+  .description('deny a pending request (your own: cancel it)')
+  .option('--reason <text>', 'why, recorded with the decision')
+  .addOption(totpOpt())
+  .addOption(urlOpt())
+  .addOption(tokenOpt())
+  .addOption(jsonOpt())
+  .action(async (id: string, o) => {
+    jsonOutput = !!o.json;
+    await (await import('./admin.js')).deny(id, o);
   });
 
 program
@@ -284,6 +385,87 @@ program
     process.exitCode = await alarmsCommand(o);
   });
 
+// ---- alarm rules (docs/ALARMS.md) ----
+const rules = program.command('rules').description('the alarm rules: list and show (auditor or admin), add or change (admin, with --totp)');
+rules
+  .command('list')
+  .description('every rule: id, type, kind, severity, enabled')
+  .addOption(urlOpt())
+  .addOption(tokenOpt())
+  .addOption(jsonOpt())
+  .action(async (o) => {
+    jsonOutput = !!o.json;
+    process.exitCode = await (await import('./rules.js')).rulesList(o);
+  });
+rules
+  .command('show <id>')
+  .description('one rule in full (a silence rule also shows what it watches and its thresholds)')
+  .addOption(urlOpt())
+  .addOption(tokenOpt())
+  .addOption(jsonOpt())
+  .action(async (id: string, o) => {
+    jsonOutput = !!o.json;
+    process.exitCode = await (await import('./rules.js')).rulesShow(id, o);
+  });
+rules
+  .command('add <file>')
+  .description('add a rule, or change one (the file holds the whole rule as it should be); tightening applies at once, loosening waits for another admin (exit 3)')
+  .addOption(totpOpt())
+  .addOption(urlOpt())
+  .addOption(tokenOpt())
+  .addOption(jsonOpt())
+  .action(async (file: string, o) => {
+    jsonOutput = !!o.json;
+    process.exitCode = await (await import('./rules.js')).rulesAdd(file, o);
+  });
+
+// ---- notifiers (docs/NOTIFIERS.md) ----
+const notifiers = program.command('notifiers').description('where alarms are sent: webhooks, Slack, e-mail, SNS (admin)');
+notifiers
+  .command('list')
+  .description('list the notifiers with their delivery counts (secrets are shown as ***)')
+  .addOption(urlOpt())
+  .addOption(tokenOpt())
+  .addOption(jsonOpt())
+  .action(async (o) => {
+    jsonOutput = !!o.json;
+    await (await import('./notifiers.js')).notifiersList(o);
+  });
+notifiers
+  .command('add <file>')
+  .description('add a notifier from a JSON file, e.g. {"type":"webhook","url":"https://…","secret":"…"} (needs --totp)')
+  .addOption(totpOpt())
+  .addOption(urlOpt())
+  .addOption(tokenOpt())
+  .addOption(jsonOpt())
+  .action(async (file: string, o) => {
+    jsonOutput = !!o.json;
+    await (await import('./notifiers.js')).notifiersAdd(file, o);
+  });
+notifiers
+  .command('test <id>')
+  .description('send a test message through a notifier now and show the outcome (needs --totp); exit 1 when it failed')
+  .addOption(totpOpt())
+  .addOption(urlOpt())
+  .addOption(tokenOpt())
+  .addOption(jsonOpt())
+  .action(async (id: string, o) => {
+    jsonOutput = !!o.json;
+    if (!(await (await import('./notifiers.js')).notifiersTest(id, o))) process.exitCode = 1;
+  });
+notifiers
+  .command('remove <id>')
+  .description('ask for a notifier to be removed; a different admin must approve (custody admin approve <request> --totp <code>)')
+  .addOption(totpOpt())
+  .option('--expires <minutes>', 'the request expires after this many minutes', intArg('--expires', 1, 10080))
+  .addOption(urlOpt())
+  .addOption(tokenOpt())
+  .addOption(jsonOpt())
+  .action(async (id: string, o) => {
+    jsonOutput = !!o.json;
+    await (await import('./notifiers.js')).notifiersRemove(id, o);
+  });
+
 // ---- search (docs/SEARCH.md) ----
 program
   .command('search <query>')
@@ -310,6 +492,57 @@ program
     jsonOutput = !!o.json;
     const { reindexCommand } = await import('./search.js');
     process.exitCode = await reindexCommand({ data: resolveDataDir(o.data), json: o.json });
+  });
+
+// ---- retention, purges and key rotation (docs/RETENTION.md) ----
+const retention = program.command('retention').description('how long each log keeps its data (extend only), and purging what is past it (two admins)');
+retention
+  .command('list')
+  .description('each log: its retention, the oldest entry held, what a purge would remove now, and past purges (auditor, admin)')
+  .addOption(urlOpt())
+  .addOption(tokenOpt())
+  .addOption(jsonOpt())
+  .action(async (o) => {
+    jsonOutput = !!o.json;
+    await (await import('./retention.js')).retentionList(o);
+  });
+retention
+  .command('extend <log> <days>')
+  .description('ask to keep a log longer (never shorter); a different admin approves it')
+  .option('--expires <minutes>', 'the request expires after this many minutes (default 1440)', intArg('--expires', 1, 10080))
+  .addOption(totpOpt())
+  .addOption(urlOpt())
+  .addOption(tokenOpt())
+  .addOption(jsonOpt())
+  .action(async (log: string, days: string, o) => {
+    jsonOutput = !!o.json;
+    await (await import('./retention.js')).retentionExtend(log, days, o);
+  });
+retention
+  .command('purge <log>')
+  .description('ask to crypto-shred the whole bundles of a log that are past its retention; a different admin approves it')
+  .option('--expires <minutes>', 'the request expires after this many minutes (default 1440)', intArg('--expires', 1, 10080))
+  .addOption(totpOpt())
+  .addOption(urlOpt())
+  .addOption(tokenOpt())
+  .addOption(jsonOpt())
+  .action(async (log: string, o) => {
+    jsonOutput = !!o.json;
+    await (await import('./retention.js')).retentionPurge(log, o);
+  });
+program
+  .command('keys')
+  .description("a log's encryption keys")
+  .command('rotate <log>')
+  .description('ask to rotate the encryption key (KEK) of a log; the signing key stays; a different admin approves it')
+  .option('--expires <minutes>', 'the request expires after this many minutes (default 1440)', intArg('--expires', 1, 10080))
+  .addOption(totpOpt())
+  .addOption(urlOpt())
+  .addOption(tokenOpt())
+  .addOption(jsonOpt())
+  .action(async (log: string, o) => {
+    jsonOutput = !!o.json;
+    await (await import('./retention.js')).keysRotate(log, o);
   });
 
 function fail(code: string, message: string): void {

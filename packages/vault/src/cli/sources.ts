@@ -10,6 +10,7 @@ import { readConfig } from '../vault.js';
 import { Keyring } from '../crypto/keyring.js';
 import { PosixLogStore } from '../storage/posix.js';
 import { CustodyClient, ApiError } from './client.js';
+import { readPurges, type PurgeRecord } from '../lifecycle/store.js';
 
 export interface LogInfo {
   name: string;
@@ -17,10 +18,20 @@ export interface LogInfo {
   verifierKey: string;
 }
 
+/** A range of entries an approved retention purge crypto-shredded (lifecycle/). */
+export interface ShredInfo {
+  purge: number;
+  from: number;
+  to: number;
+  count: number;
+}
+
 export class SourceError extends Error {
   constructor(
-    readonly kind: 'missing' | 'corrupt' | 'unavailable',
+    readonly kind: 'missing' | 'corrupt' | 'unavailable' | 'shredded',
     message: string,
+    /** With kind "shredded": the approved purge that removed the bundle. */
+    readonly shred?: ShredInfo,
   ) {
     super(message);
   }
@@ -32,8 +43,13 @@ export interface LogSource {
   checkpoint(log: string): Promise<string>;
   /** A hash tile; SourceError('missing') when absent. */
   tile(log: string, level: number, index: number, width: number): Promise<Uint8Array>;
-  /** A decrypted entry bundle; SourceError('corrupt') when it fails authentication. */
+  /**
+   * A decrypted entry bundle; SourceError('corrupt') when it fails authentication,
+   * SourceError('shredded') when an approved purge (on record) removed it.
+   */
   bundle(log: string, index: number, width: number): Promise<Uint8Array>;
+  /** The approved purges of a log (what verify reports as shredded). */
+  purges?(log: string): Promise<ShredInfo[]>;
   close(): void;
 }
 
@@ -54,6 +70,14 @@ export class HttpSource implements LogSource {
       return await this.client.bytes(`/logs/${encodeURIComponent(log)}/${path}`);
     } catch (e) {
       if (e instanceof ApiError) {
+        if (e.code === 'ENTRY_SHREDDED') {
+          const d = (e.details ?? {}) as { purge?: unknown; from?: unknown; to?: unknown };
+          const [purge, from, to] = [Number(d.purge), Number(d.from), Number(d.to)];
+          if (Number.isSafeInteger(purge) && Number.isSafeInteger(from) && Number.isSafeInteger(to) && to > from) {
+            throw new SourceError('shredded', `${path}: ${e.message}`, { purge, from, to, count: to - from });
+          }
+          throw new SourceError('corrupt', `${path}: the server says it was shredded but names no purge (${e.message})`);
+        }
         if (e.status === 404) throw new SourceError('missing', `${path} is missing (${e.message})`);
         if (e.code === 'STORAGE_CORRUPT') throw new SourceError('corrupt', `${path}: ${e.message}`);
         throw new SourceError('unavailable', `${path}: ${e.status} ${e.code} ${e.message}`);
@@ -67,6 +91,15 @@ export class HttpSource implements LogSource {
   bundle(log: string, index: number, width: number): Promise<Uint8Array> {
     return this.get(log, tilePath({ level: 'entries', index, width }));
   }
+  async purges(log: string): Promise<ShredInfo[]> {
+    try {
+      const r = await this.client.json<{ purges: Array<{ id: number; from: number; to: number; count: number }> }>('GET', `/v1/retention/purges?log=${encodeURIComponent(log)}`);
+      return r.purges.map((p) => ({ purge: p.id, from: p.from, to: p.to, count: p.count }));
+    } catch (e) {
+      if (e instanceof ApiError && (e.status === 404 || e.status === 403 || e.status === 503)) return []; // an older server, or no retention service
+      throw e;
+    }
+  }
   close(): void {}
 }
 
@@ -74,6 +107,7 @@ export class DataDirSource implements LogSource {
   readonly description: string;
   private readonly stores = new Map<string, PosixLogStore>();
   private readonly infos: LogInfo[];
+  private readonly purgeRecords: PurgeRecord[];
 
   constructor(dataDir: string) {
     this.description = dataDir;
@@ -84,6 +118,7 @@ export class DataDirSource implements LogSource {
       const db = new Database(join(dataDir, 'custody.db'), { readonly: true, fileMustExist: true });
       rows = db.prepare('SELECT name, origin FROM logs ORDER BY kind DESC, name').all() as Array<{ name: string; origin: string }>;
       db.close();
+      this.purgeRecords = readPurges(join(dataDir, 'custody.db'));
     } catch (e) {
       throw new CustodyError('CONFIG', `Cannot read ${join(dataDir, 'custody.db')}: ${(e as Error).message}.`);
     }
@@ -113,15 +148,28 @@ export class DataDirSource implements LogSource {
     return t;
   }
   async bundle(log: string, index: number, width: number): Promise<Uint8Array> {
+    const path = tilePath({ level: 'entries', index, width });
+    // Only custody.db's purge records make a missing bundle "shredded", never the log's own
+    // shredded.json: a bundle deleted by hand stays a loud failure whatever files say.
+    const onRecord = (): SourceError | null => {
+      const p = this.purgeRecords.find((r) => r.log === log && index * 256 >= r.from && index * 256 < r.to);
+      return p ? new SourceError('shredded', `${path} was crypto-shredded by approved purge #${p.id}`, { purge: p.id, from: p.from, to: p.to, count: p.count }) : null;
+    };
     let b: Buffer | null;
     try {
       b = await this.store(log).readBundle(index, width);
     } catch (e) {
       if (e instanceof CustodyError && e.code === 'STORAGE_CORRUPT') throw new SourceError('corrupt', e.message);
+      if (e instanceof CustodyError && e.code === 'ENTRY_SHREDDED') {
+        throw onRecord() ?? new SourceError('missing', `${path} is missing; the log's shredded.json names purge #${String(e.details?.['purge'])}, but custody.db records no such purge`);
+      }
       throw e;
     }
-    if (b === null) throw new SourceError('missing', `${tilePath({ level: 'entries', index, width })} is missing`);
+    if (b === null) throw onRecord() ?? new SourceError('missing', `${path} is missing`);
     return b;
+  }
+  async purges(log: string): Promise<ShredInfo[]> {
+    return this.purgeRecords.filter((p) => p.log === log).map((p) => ({ purge: p.id, from: p.from, to: p.to, count: p.count }));
   }
   close(): void {}
 }

@@ -19,7 +19,7 @@ import {
 } from '@custody/verify';
 import { TreeBuilder, type TileData } from '../log/tree.js';
 import { parseEntry } from '../log/entry.js';
-import type { LogInfo, LogSource } from './sources.js';
+import type { LogInfo, LogSource, ShredInfo } from './sources.js';
 import { SourceError } from './sources.js';
 import type { TrustStore, TrustedLog } from './trust.js';
 
@@ -59,6 +59,11 @@ export interface VerifyReport {
   seconds: number;
   problems: Problem[];
   verifierKey: string;
+  /**
+   * Ranges crypto-shredded by approved retention purges: their entries are gone, and the tree
+   * was checked from the stored leaf hashes there (hashes only). Not a problem.
+   */
+  shredded: Array<ShredInfo & { message: string }>;
 }
 
 export interface VerifyOptions {
@@ -118,8 +123,16 @@ export async function verifyLog(source: LogSource, info: LogInfo, opts: VerifyOp
     seconds: 0,
     problems: problems.list,
     verifierKey: opts.key ?? trusted?.verifierKey ?? info.verifierKey,
+    shredded: [],
+  };
+  const shreds = new Map<number, ShredInfo>();
+  const noteShred = (s: ShredInfo): void => {
+    if (!shreds.has(s.purge)) shreds.set(s.purge, { ...s });
   };
   const finish = (): VerifyReport => {
+    report.shredded = [...shreds.values()]
+      .sort((a, b) => a.from - b.from)
+      .map((s) => ({ ...s, message: `${s.count} entries shredded by approved purge #${s.purge} (entries ${s.from}–${s.to - 1})` }));
     report.ok = problems.list.length === 0;
     report.seconds = (Date.now() - t0) / 1000;
     return report;
@@ -247,7 +260,9 @@ export async function verifyLog(source: LogSource, info: LogInfo, opts: VerifyOp
         leaves.push(hashLeaf(e, h));
       }
     } catch (e) {
-      if (e instanceof SourceError) {
+      if (e instanceof SourceError && e.kind === 'shredded' && e.shred && w === TILE && e.shred.from <= k * TILE && k * TILE < e.shred.to) {
+        noteShred(e.shred); // an approved purge removed it: check these entries from the leaf hashes
+      } else if (e instanceof SourceError) {
         problems.add(e.kind === 'missing' ? 'BUNDLE_MISSING' : 'BUNDLE_CORRUPT', where, `Entry bundle ${where} (entries ${k * TILE}–${k * TILE + w - 1}): ${e.message}`);
       } else if ((e as { code?: string }).code === 'MALFORMED_BUNDLE') {
         problems.add('BUNDLE_CORRUPT', where, `Entry bundle ${where} (entries ${k * TILE}–${k * TILE + w - 1}) is malformed: ${(e as Error).message}`);
@@ -272,6 +287,14 @@ export async function verifyLog(source: LogSource, info: LogInfo, opts: VerifyOp
     report.entriesChecked += leaves.length;
     for (const t of builder.takeCompleted()) await compare(t);
     opts.onProgress?.(report.entriesChecked, N - M);
+  }
+  // Purges of ranges this run did not read (it resumed after them) are reported too.
+  if (source.purges) {
+    try {
+      for (const p of await source.purges(info.name)) noteShred(p);
+    } catch {
+      /* informational only */
+    }
   }
   if (!problems.fatal) {
     for (const t of builder.partialTiles()) await compare(t);

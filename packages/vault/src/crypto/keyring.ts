@@ -25,14 +25,23 @@ export class LogKeys {
     readonly signingSeed: Buffer,
     private readonly keks: Kek[],
     private readonly blobNameKey: Buffer,
+    /** The keyring file these keys came from: a KEK added later (rotation) is looked up there. */
+    private readonly keyringPath?: string,
   ) {}
   /** Key material for an integrator worker thread (same process; never written anywhere). */
-  exportForWorker(): { log: string; signingSeed: Buffer; keks: Kek[]; blobNameKey: Buffer } {
-    return { log: this.log, signingSeed: this.signingSeed, keks: this.keks, blobNameKey: this.blobNameKey };
+  exportForWorker(): { log: string; signingSeed: Buffer; keks: Kek[]; blobNameKey: Buffer; keyringPath?: string } {
+    return { log: this.log, signingSeed: this.signingSeed, keks: this.keks, blobNameKey: this.blobNameKey, keyringPath: this.keyringPath };
   }
 
-  static fromWorker(k: { log: string; signingSeed: Uint8Array; keks: Array<{ id: number; key: Uint8Array }>; blobNameKey: Uint8Array }): LogKeys {
-    return new LogKeys(k.log, Buffer.from(k.signingSeed), k.keks.map((x) => ({ id: x.id, key: Buffer.from(x.key) })), Buffer.from(k.blobNameKey));
+  static fromWorker(k: { log: string; signingSeed: Uint8Array; keks: Array<{ id: number; key: Uint8Array }>; blobNameKey: Uint8Array; keyringPath?: string }): LogKeys {
+    return new LogKeys(k.log, Buffer.from(k.signingSeed), k.keks.map((x) => ({ id: x.id, key: Buffer.from(x.key) })), Buffer.from(k.blobNameKey), k.keyringPath);
+  }
+
+  /** Adds a KEK (after a rotation); the one with the highest id is the active one. */
+  addKek(kek: Kek): void {
+    if (this.keks.some((x) => x.id === kek.id)) return;
+    this.keks.push({ id: kek.id, key: Buffer.from(kek.key) });
+    this.keks.sort((a, b) => a.id - b.id);
   }
 
   get activeKek(): Kek {
@@ -41,7 +50,16 @@ export class LogKeys {
     return k;
   }
   readonly lookup: KekLookup = (id) => {
-    const k = this.keks.find((x) => x.id === id);
+    let k = this.keks.find((x) => x.id === id);
+    // A reader that started before a rotation (e.g. a worker thread) learns the new KEK from the file.
+    if (!k && this.keyringPath && id > (this.keks[this.keks.length - 1]?.id ?? 0)) {
+      try {
+        for (const x of Keyring.load(this.keyringPath).forLog(this.log).keks) this.addKek(x);
+      } catch {
+        /* reported below as a missing key */
+      }
+      k = this.keks.find((x) => x.id === id);
+    }
     if (!k) {
       throw new CustodyError('KEYRING', `The keyring has no key ${id} for log "${this.log}": restore the keyring file that belongs to this data directory.`);
     }
@@ -103,6 +121,22 @@ export class Keyring {
     return this.forLog(log);
   }
 
+  /**
+   * Rotates the KEK of a log: adds a new key with the next id, which becomes the active one.
+   * Older KEKs stay (old objects are sealed with them). Saved atomically before it is returned.
+   */
+  rotateKek(log: string): Kek {
+    const l = this.file.logs[log];
+    if (!l) throw new CustodyError('KEYRING', `The keyring ${this.path} has no keys for log "${log}".`);
+    const id = Math.max(0, ...l.keks.map((k) => k.id)) + 1;
+    const key = randomBytes(32);
+    const next: KeyringFile = structuredClone(this.file);
+    next.logs[log]!.keks.push({ id, key: key.toString('base64'), created: new Date().toISOString() });
+    writeFileAtomicSync(this.path, JSON.stringify(next, null, 2) + '\n', 0o600);
+    this.file = next;
+    return { id, key };
+  }
+
   forLog(log: string): LogKeys {
     const l = this.file.logs[log];
     if (!l) throw new CustodyError('KEYRING', `The keyring ${this.path} has no keys for log "${log}": it does not belong to this data directory.`);
@@ -116,6 +150,7 @@ export class Keyring {
       b(l.signingSeed, 'signingSeed'),
       l.keks.map((k) => ({ id: k.id, key: b(k.key, `kek ${k.id}`) })),
       b(l.blobNameKey, 'blobNameKey'),
+      this.path,
     );
   }
 }

@@ -130,6 +130,12 @@ export function prepareExport(vault: Vault, req: ExportRequest): PreparedExport 
     const seq = vault.sequencer(name);
     const checkpoint = seq.checkpoint; // one checkpoint for every item of this log
     const items = [...byLog.get(name)!].map(([index, time]) => ({ index, time })).sort((a, b) => a.index - b.index);
+    // Refused up front, never half-way through a streamed zip (docs/RETENTION.md).
+    const shreds = seq.store.shreds();
+    for (const it of items) {
+      const s = shreds.find((x) => it.index >= x.from && it.index < x.to);
+      if (s) throw new CustodyError('ENTRY_SHREDDED', `Entry ${it.index} of log "${name}" was past retention and crypto-shredded by approved purge #${s.purge}; leave it out of the export (its leaf hash and proof remain at GET /v1/logs/${name}/entries/${it.index}).`, { log: name, index: it.index, purge: s.purge });
+    }
     const last = items[items.length - 1]!.index;
     if (last >= checkpoint.size) {
       throw new CustodyError('ENTRY_NOT_FOUND', `Log "${name}" has ${checkpoint.size} entries in its signed checkpoint; entry ${last} is not among them (yet).`, { log: name, index: last, size: checkpoint.size });

@@ -5,6 +5,7 @@
  * up. Messages:
  *   main → worker: {t:'log', log:{name, origin, dir, keys}}   a log to follow
  *                  {t:'sizes', sizes:{<log>: published size}}  what may be read now
+ *                  {t:'forget', name, from, to}                drop the rows of purged entries
  *                  {t:'close'}                                 finish the batch in hand and stop
  *   worker → main: {t:'indexed', log, indexed}                 progress (after each commit)
  *                  {t:'error', log, message}                   a log cannot be read; retried
@@ -14,7 +15,7 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { setPriority } from 'node:os';
 import { LogKeys } from '../crypto/index.js';
 import { PosixLogStore } from '../storage/index.js';
-import { openSearchDb, IndexWriter, type IndexRow } from './store.js';
+import { openSearchDb, IndexWriter } from './store.js';
 import { readRows } from './follow.js';
 
 export interface FollowedLog {
@@ -106,17 +107,18 @@ async function pump(): Promise<void> {
       const { name, st } = pick;
       const from = st.indexed;
       const to = Math.min(st.size, from + init.batchEntries);
-      let rows: IndexRow[];
+      let next: number;
       try {
-        rows = await readRows(st.store, name, from, to, init.batchBytes);
-        writer.insert(rows, [[name, from + rows.length]]);
+        const r = await readRows(st.store, name, from, to, init.batchBytes);
+        next = r.next;
+        writer.insert(r.rows, [[name, next]]);
       } catch (e) {
         st.failures++;
         st.retryAt = Date.now() + Math.min(60_000, 1000 * 2 ** Math.min(st.failures, 6));
         port.postMessage({ t: 'error', log: name, message: (e as Error)?.message ?? String(e) });
         continue;
       }
-      st.indexed = from + rows.length;
+      st.indexed = next;
       st.failures = 0;
       port.postMessage({ t: 'indexed', log: name, indexed: st.indexed });
       // Let messages (new sizes, close) in between batches.
@@ -131,12 +133,30 @@ async function pump(): Promise<void> {
   }
 }
 
-port.on('message', (m: { t: string; log?: FollowedLog; sizes?: Record<string, number> }) => {
+/** Drops the rows of crypto-shredded entries (a retention purge): the index keeps nothing of them. */
+function forget(name: string, from: number, to: number): void {
+  try {
+    writer.forget(name, from, to);
+  } catch (e) {
+    port.postMessage({ t: 'error', log: name, message: `could not remove the index rows of purged entries ${from}–${to - 1}: ${(e as Error)?.message ?? String(e)}` });
+  }
+}
+
+port.on('message', (m: { t: string; log?: FollowedLog; sizes?: Record<string, number>; name?: string; from?: number; to?: number }) => {
   if (m.t === 'log' && m.log) {
     if (!logs.has(m.log.name)) {
       const keys = LogKeys.fromWorker(m.log.keys);
-      logs.set(m.log.name, { store: new PosixLogStore(m.log.dir, m.log.origin, keys), size: 0, indexed: writer.indexed(m.log.name), failures: 0, retryAt: 0 });
+      const store = new PosixLogStore(m.log.dir, m.log.origin, keys);
+      logs.set(m.log.name, { store, size: 0, indexed: writer.indexed(m.log.name), failures: 0, retryAt: 0 });
+      // Purges that happened while the index was not following (idempotent).
+      try {
+        for (const p of store.shreds()) forget(m.log.name, p.from, p.to);
+      } catch (e) {
+        port.postMessage({ t: 'error', log: m.log.name, message: (e as Error)?.message ?? String(e) });
+      }
     }
+  } else if (m.t === 'forget' && m.name !== undefined && m.from !== undefined && m.to !== undefined) {
+    forget(m.name, m.from, m.to);
   } else if (m.t === 'sizes' && m.sizes) {
     for (const [name, size] of Object.entries(m.sizes)) {
       const st = logs.get(name);

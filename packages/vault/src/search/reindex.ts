@@ -79,8 +79,8 @@ export async function reindexDataDir(dataDir: string, opts: { progress?: (done: 
     for (const l of logs) {
       writer.logId(l.name);
       for (let from = 0; from < l.size; ) {
-        const rows = await readRows(l.store, l.name, from, Math.min(l.size, from + batch), 32 * 1024 * 1024);
-        from += rows.length;
+        const { rows, next } = await readRows(l.store, l.name, from, Math.min(l.size, from + batch), 32 * 1024 * 1024);
+        from = next;
         writer.insert(rows, [[l.name, from]]);
         done += rows.length;
         opts.progress?.(done, total);

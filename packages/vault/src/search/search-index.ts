@@ -49,6 +49,7 @@ export class SearchIndex {
   private crashes = 0;
   private lastPost = 0;
   private closeWorker: Promise<void> | null = null;
+  private unsubscribe: (() => void) | null = null;
   /** The last error per log the follower reported (cleared when it moves on). */
   readonly followerErrors = new Map<string, string>();
 
@@ -66,7 +67,18 @@ export class SearchIndex {
     const behind = [...sizes].reduce((s, [log, size]) => s + Math.max(0, size - (this.indexedNow.get(log) ?? 0)), 0);
     if (prep.created) this.log?.info({ path: this.path, reason: prep.created, entries: behind }, 'search index: building it from the logs');
     else if (behind > 0) this.log?.info({ entries: behind }, 'search index: catching up with the logs');
-    if (opts.follow !== false) this.startFollower();
+    if (opts.follow !== false) {
+      this.startFollower();
+      // A retention purge crypto-shredded entries: the index drops their rows and tokens too.
+      // (A follower started later finds the purge in the log's shredded.json itself.)
+      this.unsubscribe = vault.events.on('audit', (e) => {
+        if (e['type'] !== 'retention.purged') return;
+        const range = e['range'] as { from?: unknown; to?: unknown } | undefined;
+        if (typeof e['log'] === 'string' && typeof range?.from === 'number' && typeof range.to === 'number') {
+          this.worker?.postMessage({ t: 'forget', name: e['log'], from: range.from, to: range.to });
+        }
+      });
+    }
   }
 
   /**
@@ -252,6 +264,7 @@ export class SearchIndex {
     for (const w of this.waiters.splice(0)) w.reject(new CustodyError('NOT_READY', 'The search index was closed.'));
     const w = this.worker;
     this.worker = null;
+    this.unsubscribe?.();
     if (w) {
       this.closeWorker = new Promise<void>((resolve) => {
         const t = setTimeout(() => void w.terminate().then(() => resolve()), 10_000);

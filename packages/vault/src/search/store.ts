@@ -22,7 +22,7 @@ import { CustodyError } from '../errors.js';
 
 export const SEARCH_DB = 'search.db';
 /** Bump when the schema or the derivation of rows changes: an older file is rebuilt. */
-export const SCHEMA_VERSION = 1;
+export const SCHEMA_VERSION = 2; // 2: deletable FTS rows (purges) and the (log, idx) index
 
 const SLOT_BITS = 16n;
 const SLOTS = 1 << 16;
@@ -81,7 +81,7 @@ CREATE TABLE entries (
 );
 -- Each index ends (implicitly) in the id, so one value's rows come out in time order; rows
 -- without the field are not in its index (col = ? and prefix ranges imply NOT NULL).
-CREATE INDEX entries_log ON entries(log);
+CREATE INDEX entries_log ON entries(log, idx);
 CREATE INDEX entries_source ON entries(source);
 CREATE INDEX entries_region ON entries(region) WHERE region IS NOT NULL;
 CREATE INDEX entries_account ON entries(account) WHERE account IS NOT NULL;
@@ -95,7 +95,9 @@ CREATE INDEX entries_resource ON entries(resource) WHERE resource IS NOT NULL;
 CREATE INDEX entries_ocsf ON entries(ocsf) WHERE ocsf IS NOT NULL;
 -- Ingest rate per source over receive time (GET /v1/stats/ingest), answered from the index alone.
 CREATE INDEX entries_received ON entries(log, received, source);
-CREATE VIRTUAL TABLE fts USING fts5(text, content='', columnsize=0, tokenize='unicode61 remove_diacritics 2');
+-- Contentless (record text is never stored here), but deletable: a retention purge removes the
+-- rows and tokens of crypto-shredded entries (docs/RETENTION.md).
+CREATE VIRTUAL TABLE fts USING fts5(text, content='', contentless_delete=1, tokenize='unicode61 remove_diacritics 2');
 `;
 
 export interface OpenOptions {
@@ -279,6 +281,28 @@ export class IndexWriter {
   }
 
   /** Inserts rows and sets each log's indexed count, in one transaction. */
+  /**
+   * Removes the rows (fields and full-text tokens) of entries [from, to) of a log — entries a
+   * retention purge crypto-shredded. Idempotent.
+   */
+  forget(log: string, from: number, to: number): number {
+    const id = this.logIds.get(log) ?? (this.db.prepare('SELECT id FROM logs WHERE name = ?').pluck().get(log) as number | undefined);
+    if (id === undefined) return 0;
+    return this.db.transaction(() => {
+      const ids = this.db.prepare('SELECT id FROM entries WHERE log = ? AND idx >= ? AND idx < ?').pluck().safeIntegers(true).all(id, from, to) as bigint[];
+      const delText = this.db.prepare('DELETE FROM fts WHERE rowid = ?');
+      const delRow = this.db.prepare('DELETE FROM entries WHERE id = ?');
+      for (const x of ids) {
+        delText.run(x);
+        delRow.run(x);
+      }
+      // Deleted FTS rows are tombstones until their segments merge: merge now, so the tokens of
+      // shredded records leave the file (a purge is rare; this rewrites the full-text index).
+      if (ids.length > 0) this.db.prepare("INSERT INTO fts (fts) VALUES ('optimize')").run();
+      return ids.length;
+    })();
+  }
+
   insert(rows: IndexRow[], progress: Array<[string, number]>): void {
     for (const [log] of progress) this.logId(log);
     for (const r of rows) this.logId(r.log);

@@ -2,6 +2,7 @@
  * Worker thread that runs one log's Integrator (integrator.ts). Messages:
  *   main → worker: {t:'append', first, count, buf}  durable entries (buf is transferred)
  *                  {t:'published'} | {t:'rejected'}  the answer to a round
+ *                  {t:'kek', id, key}                 a rotated KEK: seal with it from now on
  *   worker → main: {t:'round', size, root, entries} a round is written; sign and publish it
  *                  {t:'error', code, message}         a round failed; it will be retried
  */
@@ -21,7 +22,8 @@ export interface WorkerInit {
 
 const init = workerData as WorkerInit;
 const port = parentPort!;
-const integ = new Integrator(init.dir, init.origin, LogKeys.fromWorker(init.keys), { ...init.state, tail: Buffer.from(init.state.tail) }, init.maxRound);
+const keys = LogKeys.fromWorker(init.keys);
+const integ = new Integrator(init.dir, init.origin, keys, { ...init.state, tail: Buffer.from(init.state.tail) }, init.maxRound);
 let busy = false;
 let timer: NodeJS.Timeout | null = null;
 let failures = 0;
@@ -55,8 +57,10 @@ async function run(): Promise<void> {
   }
 }
 
-port.on('message', (m: { t: string; first?: number; count?: number; buf?: ArrayBuffer }) => {
-  if (m.t === 'append') {
+port.on('message', (m: { t: string; first?: number; count?: number; buf?: ArrayBuffer; id?: number; key?: Uint8Array }) => {
+  if (m.t === 'kek') {
+    keys.addKek({ id: m.id!, key: Buffer.from(m.key!) });
+  } else if (m.t === 'append') {
     integ.add(m.first!, m.count!, Buffer.from(m.buf!));
     schedule();
   } else if (m.t === 'published') {

@@ -35,6 +35,7 @@ import {
 import type { Logger } from 'pino';
 import { CustodyError } from '../errors.js';
 import type { LogKeys } from '../crypto/keyring.js';
+import type { Kek } from '../crypto/aead.js';
 import { PosixLogStore, TileCache } from '../storage/posix.js';
 import { Journal } from '../storage/journal.js';
 import type { VaultDb } from '../storage/db.js';
@@ -447,6 +448,15 @@ export class LogSequencer {
       }, timeoutMs);
       this.waiters.push(w);
     });
+  }
+
+  /**
+   * A new KEK was added to the keyring (lifecycle/rotation.ts): blobs, journal segments and the
+   * integrator's bundles are sealed with it from now on; older objects open with the old KEKs.
+   */
+  useKek(kek: Kek): void {
+    this.opts.keys.addKek(kek);
+    this.worker?.postMessage({ t: 'kek', id: kek.id, key: new Uint8Array(kek.key) });
   }
 
   /** Stops accepting appends, finishes what is queued and integrates it, then closes. */

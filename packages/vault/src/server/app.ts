@@ -20,6 +20,10 @@ import { searchRoutes } from './search.js';
 import type { SearchIndex } from '../search/index.js';
 import { webRoutes } from './web.js';
 import { alarmRoutes } from './alarms.js';
+import { ruleRoutes } from './rules.js';
+import { notifierRoutes } from './notifiers.js';
+import { retentionRoutes } from './retention.js';
+import { adminRoutes } from './admin.js';
 import type { Services } from '../services.js';
 
 export interface ServerOptions {
@@ -78,6 +82,10 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
   await app.register(principalRoutes, { vault });
   await app.register(trustRoutes, { vault });
   await app.register(alarmRoutes, { vault, services: opts.services });
+  await app.register(ruleRoutes, { vault, services: opts.services });
+  await app.register(notifierRoutes, { vault, services: opts.services });
+  await app.register(retentionRoutes, { vault, services: opts.services });
+  await app.register(adminRoutes, { vault, services: opts.services });
   await app.register(webRoutes, { tls: opts.https !== undefined });
   await app.register(entryRoutes, { vault, metrics });
   await app.register(protocolRoutes, { vault, metrics });

@@ -6,6 +6,7 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { CustodyError } from '../errors.js';
 import type { Vault } from '../vault.js';
+import { adminTotp } from '../auth/totp.js';
 
 export function bearerToken(req: FastifyRequest): string | null {
   const h = req.headers.authorization;
@@ -111,5 +112,20 @@ export function registerAuth(app: FastifyInstance, vault: Vault): void {
       await vault.audit({ type: 'request.refused', kind, ...auditContext(req) }).catch(() => undefined);
       throw new CustodyError('FORBIDDEN', `A ${req.principal.role} token may not ${req.method} ${req.url.split('?')[0]}; this needs the ${roles.join(' or ') || 'no'} role. The attempt was recorded.`, { kind });
     }
+    if (cfg.totp) await requireTotp(vault, req);
   });
+}
+
+/**
+ * A sensitive admin action (config.totp, docs/ADMIN.md): the caller must have enrolled a second
+ * factor and send a current, unused code in X-Custody-TOTP. The code is used up here. Every
+ * refusal is recorded as `admin.totp.failed` with its reason — never the code.
+ */
+export async function requireTotp(vault: Vault, req: FastifyRequest): Promise<void> {
+  const h = req.headers['x-custody-totp'];
+  const code = typeof h === 'string' ? h.trim().slice(0, 16) : undefined;
+  const r = adminTotp(vault).check(req.principal!.id, code);
+  if (r.ok) return;
+  await vault.audit({ type: 'admin.totp.failed', reason: r.reason, ...auditContext(req) }).catch(() => undefined);
+  throw new CustodyError(r.code, r.message, { reason: r.reason });
 }

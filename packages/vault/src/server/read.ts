@@ -21,6 +21,8 @@ import { CustodyError } from '../errors.js';
 import type { Vault } from '../vault.js';
 import { parseEntry } from '../log/entry.js';
 import { nativeSha256 } from '../crypto/sha256.js';
+import { purgeOnRecord } from '../lifecycle/store.js';
+import type { LogSequencer } from '../sequencer/log-sequencer.js';
 
 const AUDITOR = { roles: ['auditor' as const] };
 
@@ -33,6 +35,22 @@ function parseIndex(v: unknown, name: string): number {
 
 export async function readRoutes(app: FastifyInstance, opts: { vault: Vault }): Promise<void> {
   const { vault } = opts;
+
+  /**
+   * A bundle, decrypted. A bundle shredded by a retention purge is ENTRY_SHREDDED (410) only
+   * when custody.db holds that purge; a shred marker without one is damage (STORAGE_CORRUPT).
+   */
+  const readBundle = async (s: LogSequencer, k: number, width: number): Promise<Buffer | null> => {
+    try {
+      return await s.store.readBundle(k, width);
+    } catch (e) {
+      if (!(e instanceof CustodyError) || e.code !== 'ENTRY_SHREDDED') throw e;
+      const purge = Number(e.details?.['purge']);
+      const rec = purgeOnRecord(vault.db.sqlite, s.name, purge, k * 256);
+      if (!rec) throw new CustodyError('STORAGE_CORRUPT', `Entry bundle ${k} of log "${s.name}" is missing; it is marked as shredded by purge #${purge}, but the vault has no record of that purge. Run \`custody verify\`.`);
+      throw new CustodyError('ENTRY_SHREDDED', e.message, { purge: rec.id, log: s.name, from: rec.from, to: rec.to, approval: rec.approval });
+    }
+  };
 
   app.get('/v1/logs', { config: { roles: ['auditor', 'admin'] } }, async () => ({
     regionMode: vault.regionMode,
@@ -64,7 +82,7 @@ export async function readRoutes(app: FastifyInstance, opts: { vault: Vault }): 
     } catch (e) {
       throw new CustodyError('NOT_FOUND', `Not a C2SP tile path: ${(e as Error).message}`);
     }
-    const data = t.level === 'entries' ? await s.store.readBundle(t.index, t.width) : await s.store.readTile(t.level, t.index, t.width);
+    const data = t.level === 'entries' ? await readBundle(s, t.index, t.width) : await s.store.readTile(t.level, t.index, t.width);
     if (data === null) throw new CustodyError('NOT_FOUND', `Tile ${'tile/' + req.params['*']} does not exist (yet) in log "${s.name}".`);
     return reply.type('application/octet-stream').header('Cache-Control', 'public, max-age=31536000, immutable').send(data);
   });
@@ -78,7 +96,22 @@ export async function readRoutes(app: FastifyInstance, opts: { vault: Vault }): 
     }
     const k = Math.floor(index / 256);
     const width = Math.min(256, cp.size - k * 256);
-    const bundle = await s.store.readBundle(k, width);
+    let bundle: Buffer | null;
+    try {
+      bundle = await readBundle(s, k, width);
+    } catch (e) {
+      if (!(e instanceof CustodyError) || e.code !== 'ENTRY_SHREDDED') throw e;
+      // The record is gone; its leaf hash stays in the tree, and so does its proof.
+      const proof = proveInclusion(index, cp.size, s.nodeReader(cp.size), nativeSha256);
+      throw new CustodyError('ENTRY_SHREDDED', `Entry ${index} of log "${s.name}" was past retention and crypto-shredded by approved purge #${e.details?.['purge']}; its leaf hash and inclusion proof remain.`, {
+        ...e.details,
+        index,
+        treeSize: cp.size,
+        leafHash: toBase64(s.nodeReader(cp.size)(0, index)),
+        inclusionProof: proof.map(toBase64),
+        checkpoint: cp.text,
+      });
+    }
     if (!bundle) throw new CustodyError('STORAGE_CORRUPT', `The entry bundle holding entry ${index} of log "${s.name}" is missing from storage.`);
     const entry = decodeBundle(bundle, width)[index - k * 256]!;
     const parsed = parseEntry(entry);

@@ -7,13 +7,14 @@
  *   <dir>/tree/tile/<L>/<N>[.p/<W>]            hash tiles
  *   <dir>/tree/tile/entries/<N>[.p/<W>]        sealed entry bundles
  *   <dir>/blobs/<2 hex>/<64 hex>               sealed records larger than an entry allows
+ *   <dir>/shredded.json                        bundle ranges crypto-shredded by retention purges
  *
  * Every write is write-temp + fsync + rename, and the directories are fsynced before the
  * checkpoint that refers to the new files is published (see sequencer/integrator.ts).
  */
 import { readFile, readdir, rm, unlink } from 'node:fs/promises';
-import { existsSync, readFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { existsSync, readFileSync, statSync, unlinkSync, utimesSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
 import { createHash } from 'node:crypto';
 import { tilePath, encodeBundle, decodeBundle, type TileId } from '@custody/verify';
 import { seal, open as openSealed } from '../crypto/aead.js';
@@ -35,6 +36,13 @@ export interface PendingWrite {
   path: string;
   /** The bytes, or a function that makes them when the write starts (keeps memory bounded). */
   data: Uint8Array | (() => Uint8Array);
+}
+
+/** A range of entries whose bundles a retention purge (lifecycle/) crypto-shredded. */
+export interface ShredRecord {
+  purge: number;
+  from: number;
+  to: number;
 }
 
 export class PosixLogStore {
@@ -84,9 +92,14 @@ export class PosixLogStore {
     const what = `entry bundle ${tilePath({ level: 'entries', index, width })} of ${this.origin}`;
     const sealed = await this.readSealedBundle(index, width);
     if (sealed !== null) return openSealed(this.keys.lookup, this.bundleContext(index, width), sealed, what);
-    if (width === 256) return null;
-    const full = await this.readSealedBundle(index, 256);
-    if (full === null) return null;
+    const full = width === 256 ? null : await this.readSealedBundle(index, 256);
+    if (full === null) {
+      const shred = this.shredOf(index * 256);
+      if (shred) {
+        throw new CustodyError('ENTRY_SHREDDED', `Entries ${shred.from}–${shred.to - 1} of ${this.origin} were past retention and crypto-shredded by approved purge #${shred.purge}; their leaf hashes and proofs remain.`, { purge: shred.purge, from: shred.from, to: shred.to });
+      }
+      return null;
+    }
     const plain = openSealed(this.keys.lookup, this.bundleContext(index, 256), full, what.replace(`.p/${width}`, ''));
     return Buffer.from(encodeBundle(decodeBundle(plain, 256).slice(0, width)));
   }
@@ -183,7 +196,16 @@ export class PosixLogStore {
   async writeBlob(record: Buffer): Promise<string> {
     const sha = createHash('sha256').update(record).digest('hex');
     const path = this.blobPath(sha);
-    if (existsSync(path)) return sha;
+    if (existsSync(path)) {
+      // Touched (synchronously, like removeIdleBlob): a retention purge keeps a blob in use.
+      try {
+        const now = new Date();
+        utimesSync(path, now, now);
+        return sha;
+      } catch {
+        /* removed meanwhile: store it again */
+      }
+    }
     try {
       await writeFileDurable(path, seal(this.keys.activeKek, `blob ${this.origin} ${sha}`, record));
       await fsyncDirs([dirname(path), dirname(dirname(path))]);
@@ -191,6 +213,78 @@ export class PosixLogStore {
       throw storageError(e, 'store a large record');
     }
     return sha;
+  }
+
+  // --- shredding: retention purges (lifecycle/) destroy whole sealed bundles ---------------
+
+  /** The ranges recorded as shredded (shredded.json), oldest first. */
+  shreds(): ShredRecord[] {
+    let text: string;
+    try {
+      text = readFileSync(join(this.dir, 'shredded.json'), 'utf8');
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return [];
+      throw storageError(e, 'read shredded.json');
+    }
+    try {
+      const j = JSON.parse(text) as { purges: ShredRecord[] };
+      return j.purges.filter((p) => Number.isSafeInteger(p.purge) && Number.isSafeInteger(p.from) && Number.isSafeInteger(p.to));
+    } catch {
+      throw new CustodyError('STORAGE_CORRUPT', `${join(this.dir, 'shredded.json')} of ${this.origin} is not valid JSON.`);
+    }
+  }
+
+  /** The purge that shredded the entry at `index`, or null. Read only when a bundle is absent. */
+  shredOf(index: number): ShredRecord | null {
+    return this.shreds().find((p) => index >= p.from && index < p.to) ?? null;
+  }
+
+  /** Records a shredded range before its files are deleted (durable; idempotent). */
+  recordShred(r: ShredRecord): void {
+    const list = this.shreds().filter((p) => p.purge !== r.purge);
+    list.push({ purge: r.purge, from: r.from, to: r.to });
+    list.sort((a, b) => a.from - b.from);
+    try {
+      writeFileAtomicSync(join(this.dir, 'shredded.json'), JSON.stringify({ version: 1, purges: list }, null, 2) + '\n', 0o600);
+    } catch (e) {
+      throw storageError(e, 'record a shredded range');
+    }
+  }
+
+  /** Deletes a full sealed bundle and its partial versions (its data key goes with it). */
+  async removeBundle(index: number): Promise<void> {
+    const path = this.pathOf({ level: 'entries', index, width: 256 });
+    try {
+      await unlink(path).catch((e: NodeJS.ErrnoException) => {
+        if (e.code !== 'ENOENT') throw e;
+      });
+      await this.removePartials('entries', index);
+      await fsyncDirs([dirname(path)]);
+    } catch (e) {
+      throw storageError(e, 'remove a shredded bundle');
+    }
+  }
+
+  /** The file name of a blob (an HMAC of the record hash, never the hash itself). */
+  blobFileName(sha256hex: string): string {
+    return basename(this.blobPath(sha256hex));
+  }
+
+  /**
+   * Deletes a blob unless it was stored or reused (writeBlob touches it) within `idleMs`.
+   * Synchronous, like writeBlob's check: the two cannot interleave on this thread.
+   */
+  removeIdleBlob(name: string, idleMs: number): 'removed' | 'kept' | 'absent' {
+    if (!/^[0-9a-f]{64}$/.test(name)) throw new CustodyError('INTERNAL', `not a blob file name: ${name.slice(0, 80)}`);
+    const path = join(this.blobDir, name.slice(0, 2), name);
+    try {
+      if (Date.now() - statSync(path).mtimeMs < idleMs) return 'kept';
+      unlinkSync(path);
+      return 'removed';
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return 'absent';
+      throw storageError(e, 'remove a shredded blob');
+    }
   }
 
   async readBlob(sha256hex: string): Promise<Buffer> {
