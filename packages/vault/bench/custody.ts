@@ -101,6 +101,9 @@ export interface IngestOptions {
   rate: number;
   /** Each writer's own batch bodies (stamped in place, so never shared). */
   templates: BatchTemplate[][];
+  /** Where batches go (default /v1/logs/local/entries) and the log whose checkpoint covers them (default local). */
+  path?: string;
+  log?: string;
 }
 
 export interface LatencyStats {
@@ -155,6 +158,8 @@ export async function ingest(srv: ServerHandle, o: IngestOptions, progress: (s: 
   const pollAgent = new http.Agent({ keepAlive: true, maxSockets: 1 });
   const headers = { authorization: `Bearer ${srv.writerToken}`, 'content-type': 'application/x-ndjson' };
   const auditorHeaders = { authorization: `Bearer ${srv.auditorToken}` };
+  const path = o.path ?? '/v1/logs/local/entries';
+  const logName = o.log ?? 'local';
 
   const t0 = performance.now();
   const tMeasure = t0 + o.warmupS * 1000;
@@ -199,7 +204,7 @@ export async function ingest(srv: ServerHandle, o: IngestOptions, progress: (s: 
     while (!pollerDone) {
       let r;
       try {
-        r = await httpRequest(pollAgent, srv.port, 'GET', '/logs/local/checkpoint', auditorHeaders, undefined, 30_000);
+        r = await httpRequest(pollAgent, srv.port, 'GET', `/logs/${logName}/checkpoint`, auditorHeaders, undefined, 30_000);
       } catch (e) {
         pollErrors++;
         if (pollErrors > 50) throw e;
@@ -249,7 +254,7 @@ export async function ingest(srv: ServerHandle, o: IngestOptions, progress: (s: 
       const sent = performance.now();
       let res;
       try {
-        res = await httpRequest(agent, srv.port, 'POST', '/v1/logs/local/entries', headers, t.body);
+        res = await httpRequest(agent, srv.port, 'POST', path, headers, t.body);
       } catch (e) {
         errors++;
         lastError = (e as Error).message;
@@ -298,7 +303,7 @@ export async function ingest(srv: ServerHandle, o: IngestOptions, progress: (s: 
     while (sampling) {
       try {
         const res = await httpRequest(a, srv.port, 'GET', '/v1/logs', auditorHeaders, undefined, 30_000);
-        const local = (JSON.parse(res.body.toString('utf8')) as { logs: Array<{ name: string; pending: number }> }).logs.find((l) => l.name === 'local');
+        const local = (JSON.parse(res.body.toString('utf8')) as { logs: Array<{ name: string; pending: number }> }).logs.find((l) => l.name === logName);
         if (local && local.pending > peakPending) {
           peakPending = local.pending;
           rssAtPeak = procMemory(srv.pid).rss / 2 ** 20;

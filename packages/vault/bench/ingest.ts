@@ -32,6 +32,7 @@ import { installExitHandlers, runCleanups, tempDir, dropTempDir, procMemory, des
 import { importBench, type ImportBenchResult } from './import.js';
 import { protocolBench, type ProtocolBenchResult } from './protocols.js';
 import { searchBench, startSearchLag, type SearchBenchResult, type SearchLagResult } from './search.js';
+import { detectorsFigure, type DetectorsFigure } from './detectors.js';
 import { evidenceBench, type EvidenceBenchResult } from './evidence.js';
 
 /** The node flags Custody's server is started with (package.json start script, bin/custody.js shebang). */
@@ -71,6 +72,9 @@ interface Options {
   searchCache: string | null;
   searchLagRate: number;
   skipEvidence: boolean;
+  skipDetectors: boolean;
+  detectorsDurationS: number;
+  detectorsRounds: number;
   evidenceEntries: number;
   evidenceBaselineS: number;
   cpuProf: string | null;
@@ -115,6 +119,9 @@ const HELP = `Usage: npm run bench -- [options]          (or node packages/vault
   --search-lag-rate N     after the ingest figure, also offer N entries/s for 10 s and measure
                           the index's lag at that load (0: off)          (BENCH_SEARCH_LAG_RATE, 5000)
   --skip-evidence         leave out the evidence-bundle figures (10)
+  --skip-detectors        leave out figure 11 (what the alarm detectors cost ingest)
+  --detectors-duration S  measured seconds per run of figure 11          (BENCH_DETECTORS_DURATION, 8)
+  --detectors-rounds N    off/on pairs of runs in figure 11              (BENCH_DETECTORS_ROUNDS, 2)
   --evidence-entries N    entries exported in one bundle for figure 10   (BENCH_EVIDENCE_ENTRIES, 100000)
   --evidence-baseline-seconds S  most seconds of the one-by-one GET baseline (BENCH_EVIDENCE_BASELINE_SECONDS, 20)
   --cpu-prof DIR          run the server with --cpu-prof during ingest (and during the import
@@ -143,7 +150,7 @@ function parseOptions(argv: string[], env: NodeJS.ProcessEnv): Options {
     if (eq > 0) flags.set(a.slice(2, eq), a.slice(eq + 1));
     else {
       const name = a.slice(2);
-      const boolean = ['json', 'strict', 'skip-custody', 'skip-pg', 'skip-file', 'skip-verify', 'skip-go', 'skip-import', 'skip-protocols', 'skip-search', 'skip-evidence', 'pg-tune'].includes(name);
+      const boolean = ['json', 'strict', 'skip-custody', 'skip-pg', 'skip-file', 'skip-verify', 'skip-go', 'skip-import', 'skip-protocols', 'skip-search', 'skip-evidence', 'skip-detectors', 'pg-tune'].includes(name);
       if (boolean) flags.set(name, true);
       else {
         const v = argv[++i];
@@ -152,7 +159,7 @@ function parseOptions(argv: string[], env: NodeJS.ProcessEnv): Options {
       }
     }
   }
-  const known = ['duration', 'warmup', 'baseline-duration', 'writers', 'batch', 'max-entries', 'poll-ms', 'rate', 'pg-record', 'pg-chain', 'pg-tune', 'skip-custody', 'skip-pg', 'skip-file', 'skip-verify', 'skip-go', 'skip-import', 'skip-protocols', 'import-mb', 'import-concurrency', 'import-max-seconds', 'protocol-duration', 'skip-search', 'search-entries', 'search-queries', 'search-cache', 'search-lag-rate', 'skip-evidence', 'evidence-entries', 'evidence-baseline-seconds', 'cpu-prof', 'wait-quiet', 'server-log', 'server-node-args', 'json', 'strict'];
+  const known = ['duration', 'warmup', 'baseline-duration', 'writers', 'batch', 'max-entries', 'poll-ms', 'rate', 'pg-record', 'pg-chain', 'pg-tune', 'skip-custody', 'skip-pg', 'skip-file', 'skip-verify', 'skip-go', 'skip-import', 'skip-protocols', 'import-mb', 'import-concurrency', 'import-max-seconds', 'protocol-duration', 'skip-search', 'search-entries', 'search-queries', 'search-cache', 'search-lag-rate', 'skip-evidence', 'skip-detectors', 'detectors-duration', 'detectors-rounds', 'evidence-entries', 'evidence-baseline-seconds', 'cpu-prof', 'wait-quiet', 'server-log', 'server-node-args', 'json', 'strict'];
   for (const k of flags.keys()) if (!known.includes(k)) throw new Error(`unknown option --${k} (see --help)`);
   const str = (flag: string, envName: string): string | undefined => {
     const f = flags.get(flag);
@@ -199,6 +206,9 @@ function parseOptions(argv: string[], env: NodeJS.ProcessEnv): Options {
     searchCache: str('search-cache', 'BENCH_SEARCH_CACHE') ?? null,
     searchLagRate: num('search-lag-rate', 'BENCH_SEARCH_LAG_RATE', 5000, 0, 1e7),
     skipEvidence: bool('skip-evidence', 'BENCH_SKIP_EVIDENCE'),
+    skipDetectors: bool('skip-detectors', 'BENCH_SKIP_DETECTORS'),
+    detectorsDurationS: num('detectors-duration', 'BENCH_DETECTORS_DURATION', 8, 1, 3600),
+    detectorsRounds: Math.round(num('detectors-rounds', 'BENCH_DETECTORS_ROUNDS', 2, 1, 20)),
     evidenceEntries: Math.round(num('evidence-entries', 'BENCH_EVIDENCE_ENTRIES', 100_000, 1, 100_000)),
     evidenceBaselineS: num('evidence-baseline-seconds', 'BENCH_EVIDENCE_BASELINE_SECONDS', 20, 1, 3600),
     cpuProf: str('cpu-prof', 'BENCH_CPU_PROF') ?? null,
@@ -240,6 +250,7 @@ interface Results {
   /** The search index's lag behind figure 1's ingest, and at --search-lag-rate. */
   searchLag: { full: SearchLagResult | null; atRate: (SearchLagResult & { rate: number; achieved: number }) | null } | { skipped: string };
   evidence: EvidenceBenchResult | { skipped: string };
+  detectors: DetectorsFigure | { skipped: string };
   ratios: { custodyOverPostgres: number; custodyOverFile: number; verifyOverGo: number };
   targets: Target[];
   totalSeconds: number;
@@ -392,6 +403,9 @@ function evaluate(r: Results): void {
   r.targets.push({ ...t('evidence export', ev?.export.seconds ?? NaN, `${fixed(ev?.export.seconds ?? NaN)} s`, '≤ 30 s for 100,000 entries', (v) => v <= 30), ...(evFull ? {} : { pass: null }) });
   if (ev && (!ev.export.ok || !ev.verify.ok)) r.targets.push({ figure: 'evidence bundle result', value: 0, shown: `export ${ev.export.ok ? 'OK' : 'FAILED'}, verify-bundle ${ev.verify.ok ? 'OK' : 'FAILED'}`, target: 'OK', pass: false });
   if (ev && 'ok' in ev.verifyGo && !ev.verifyGo.ok) r.targets.push({ figure: 'Go check of the bundle', value: 0, shown: 'FAILED', target: 'OK', pass: false });
+  // Issue 5: "detectors cost ≤ 10% of ingest throughput with the default pack on".
+  const det = 'ratio' in r.detectors ? r.detectors : null;
+  r.targets.push(t('ingest with detectors / without', det?.ratio ?? NaN, `${fixed(det?.ratio ?? NaN, 2)}×`, '≥ 0.90× (cost ≤ 10%)', (v) => v >= 0.9));
   if (vc && !vc.ok) r.targets.push({ figure: 'custody verify result', value: 0, shown: 'FAILED', target: 'OK', pass: false });
   if (vg && !vg.ok) r.targets.push({ figure: 'Go tlogcheck result', value: 0, shown: 'FAILED', target: 'OK', pass: false });
   if ('chainOk' in r.postgres && !r.postgres.chainOk) r.targets.push({ figure: 'PostgreSQL chain check', value: 0, shown: 'BROKEN', target: 'intact', pass: false });
@@ -493,6 +507,12 @@ function report(r: Results): string {
       rows.push(['   verify-bundle / Go', `${fixed(evd.verifyRatio, 2)}×`, 'info']);
     } else rows.push(['   baseline: Go reference', evd.verifyGo.skipped]);
   } else rows.push(['10. evidence bundles', evd.skipped]);
+  const dt = r.detectors;
+  if ('ratio' in dt) {
+    rows.push([`11. ingest, CloudTrail through the default rule pack (median of ${dt.rounds})`, `${int(dt.onMedian)} entries/s`]);
+    rows.push(['   baseline: the same, detectors off (same run)', `${int(dt.offMedian)} entries/s`]);
+    rows.push(['   with / without detectors', `${fixed(dt.ratio, 2)}×`, ...verdict(tg('ingest with detectors / without'))]);
+  } else rows.push(['11. detectors', dt.skipped]);
 
   const lines = [
     '',
@@ -566,6 +586,7 @@ async function main(): Promise<void> {
     search: { skipped: 'not run' },
     searchLag: { skipped: o.skipSearch ? 'skipped (--skip-search)' : 'not run' },
     evidence: { skipped: 'not run' },
+    detectors: { skipped: 'not run' },
     ratios: { custodyOverPostgres: NaN, custodyOverFile: NaN, verifyOverGo: NaN },
     targets: [],
     totalSeconds: 0,
@@ -618,6 +639,12 @@ async function main(): Promise<void> {
 
   if (o.skipEvidence) r.evidence = { skipped: 'skipped (--skip-evidence)' };
   else r.evidence = await evidenceBench({ bin: custodyBin, repoRoot, entries: o.evidenceEntries, baselineMaxS: o.evidenceBaselineS, serverNodeArgs: o.serverNodeArgs }, log);
+
+  if (o.skipDetectors) r.detectors = { skipped: 'skipped (--skip-detectors)' };
+  else {
+    log(`detectors: ${o.detectorsRounds} × (off, on) runs of ${o.detectorsDurationS} s, CloudTrail batches through the default rule pack`);
+    r.detectors = await detectorsFigure({ bin: custodyBin, writers: o.writers, batch: o.batch, warmupS: Math.min(o.warmupS, 2), durationS: o.detectorsDurationS, rounds: o.detectorsRounds }, log);
+  }
 
   r.totalSeconds = (performance.now() - t0) / 1000;
   evaluate(r);

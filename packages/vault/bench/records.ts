@@ -186,10 +186,11 @@ const KINDS: Kind[] = [
 ];
 
 /** One record as a JSON string (ASCII only, so string offsets are byte offsets). */
-export function makeRecord(r: Rand): string {
+export function makeRecord(r: Rand, opts: { region?: string } = {}): string {
   const kind = pick(r, KINDS);
   const account = pick(r, ACCOUNTS);
-  const region = pick(r, REGIONS);
+  const picked = pick(r, REGIONS);
+  const region = opts.region ?? picked;
   const ip = r() < 0.15 ? `${kind.source}` : `${10 + Math.floor(r() * 200)}.${Math.floor(r() * 256)}.${Math.floor(r() * 256)}.${Math.floor(r() * 256)}`;
   const rec: Record<string, unknown> = {
     eventVersion: '1.09',
@@ -223,14 +224,14 @@ function idSuffixOffset(line: string): number {
 }
 
 /** A batch of `size` records (seeded), laid out for in-place stamping. */
-export function makeBatch(seed: number, size: number): BatchTemplate {
+export function makeBatch(seed: number, size: number, opts: { region?: string } = {}): BatchTemplate {
   const r = prng(seed);
   const lines: string[] = [];
   const lineIdOffset: number[] = [];
   const idOffsets: number[] = [];
   let at = 0;
   for (let i = 0; i < size; i++) {
-    const line = makeRecord(r);
+    const line = makeRecord(r, opts);
     if (Buffer.byteLength(line) !== line.length) throw new Error('records must be ASCII');
     const off = idSuffixOffset(line);
     lines.push(line);

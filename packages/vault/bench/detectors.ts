@@ -1,0 +1,65 @@
+/**
+ * Figure 11 — what the detectors cost ingest (issue 5: "detectors cost ≤ 10% of ingest
+ * throughput with the default pack on").
+ *
+ * Two `custody serve` processes on fresh data directories, run one after the other and in
+ * alternation (off, on, off, on …): the same writers POST the same benign CloudTrail batches
+ * to /v1/logs/local/entries?source=aws.cloudtrail (so every record goes through the CloudTrail
+ * parser and the CloudTrail rules), all naming region us-east-1; posted to the log named in the path (local). "off" is the
+ * same-run baseline: the server started with CUSTODY_BENCH_WITHOUT_DETECTORS=1 (no rule runs;
+ * the vault records that in its audit log). Search is off in both, so the figure is the
+ * detectors alone. The ratio compares the medians; ≥ 0.90 meets the target.
+ */
+import { join } from 'node:path';
+import { startServer, ingest } from './custody.js';
+import { makeBatch, type BatchTemplate } from './records.js';
+import { tempDir, dropTempDir } from './util.js';
+
+export interface DetectorsFigure {
+  rounds: number;
+  seconds: number;
+  off: number[];
+  on: number[];
+  offMedian: number;
+  onMedian: number;
+  /** on / off (1 = free). */
+  ratio: number;
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = Math.floor(s.length / 2);
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+}
+
+export async function detectorsFigure(
+  o: { bin: string; writers: number; batch: number; warmupS: number; durationS: number; rounds: number },
+  log: (s: string) => void,
+): Promise<DetectorsFigure> {
+  const templates: BatchTemplate[][] = [];
+  for (let w = 0; w < o.writers; w++) templates.push(Array.from({ length: 4 }, (_, k) => makeBatch(7000 + w * 4 + k, o.batch, { region: 'us-east-1' })));
+  const off: number[] = [];
+  const on: number[] = [];
+  for (let round = 0; round < o.rounds; round++) {
+    for (const detectors of [false, true]) {
+      const dir = tempDir('custody-bench-detectors-');
+      const env = { CUSTODY_BENCH_WITHOUT_DETECTORS: detectors ? '0' : '1' };
+      const srv = await startServer({ bin: o.bin, dataDir: join(dir, 'data'), logFile: join(dir, 'server.log'), env, args: ['--no-search'] });
+      try {
+        const r = await ingest(
+          srv,
+          { writers: o.writers, warmupS: o.warmupS, durationS: o.durationS, maxEntries: 0, pollMs: 100, rate: 0, templates, path: '/v1/logs/local/entries?source=aws.cloudtrail' },
+          () => undefined,
+        );
+        (detectors ? on : off).push(r.entriesPerSec);
+        log(`detectors ${detectors ? 'on ' : 'off'} (round ${round + 1}/${o.rounds}): ${Math.round(r.entriesPerSec).toLocaleString('en-US')} CloudTrail entries/s`);
+      } finally {
+        await srv.stop();
+        dropTempDir(dir);
+      }
+    }
+  }
+  const offMedian = median(off);
+  const onMedian = median(on);
+  return { rounds: o.rounds, seconds: o.durationS, off, on, offMedian, onMedian, ratio: onMedian / offMedian };
+}
