@@ -81,6 +81,11 @@ export interface ParseContext {
   name?: string;
   /** Content-Type of the request, when it came over HTTP. */
   contentType?: string;
+  /**
+   * "Now" for formats whose times have no year (RFC 3164 syslog), in ms since the epoch:
+   * the receive time when a stored record is read again (search/derive.ts). Default Date.now().
+   */
+  now?: number;
 }
 
 export interface SourceParser {

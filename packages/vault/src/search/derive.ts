@@ -46,9 +46,9 @@ function isoMs(s: string | undefined): number | undefined {
 }
 
 /** The fields a one-record parse gives, or undefined. */
-function parseOne(parser: string, body: Buffer, name?: string): CommonFields | undefined {
+function parseOne(parser: string, body: Buffer, now?: number): CommonFields | undefined {
   try {
-    const r = sourceParser(parser).parse(body, name === undefined ? {} : { name });
+    const r = sourceParser(parser).parse(body, now === undefined ? {} : { now });
     return r.records[0]?.fields;
   } catch {
     return undefined;
@@ -151,9 +151,10 @@ function hecFields(v: Record<string, unknown>): CommonFields {
   return f;
 }
 
-function fieldsOf(source: string, record: Buffer, value: unknown, attrs: Record<string, string> | undefined): CommonFields | undefined {
+function fieldsOf(source: string, record: Buffer, value: unknown, attrs: Record<string, string> | undefined, received?: number): CommonFields | undefined {
   const parser = PARSER_OF[source];
-  if (parser) return parseOne(parser, record);
+  // Year-less syslog times are read relative to when the vault received the record.
+  if (parser) return parseOne(parser, record, received);
   if (source === 'aws.cwlogs') {
     // A log event {id, timestamp, message} alone; its group, stream and owner are envelope attrs.
     const payload = Buffer.concat([
@@ -215,7 +216,7 @@ export function deriveRow(log: string, index: number, env: ParsedEntry, record: 
   const value = jsonValue(record);
   let fields: CommonFields | undefined;
   try {
-    fields = fieldsOf(env.source, record, value, env.attrs);
+    fields = fieldsOf(env.source, record, value, env.attrs, received > 0 ? received : undefined);
   } catch {
     fields = undefined;
   }

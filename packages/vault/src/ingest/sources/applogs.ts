@@ -305,9 +305,9 @@ function authUser(msg: string): string | undefined {
  * name, time, severity from PRI, extra {app, procid, msgid, facility}. sshd and other
  * authentication lines also get the remote address, the user and success/failure. Never throws.
  */
-export function syslogFields(line: string): CommonFields {
+export function syslogFields(line: string, now?: number): CommonFields {
   try {
-    const p = parseSyslog(typeof line === 'string' ? line : String(line));
+    const p = parseSyslog(typeof line === 'string' ? line : String(line), now ?? Date.now());
     const msg = p.msg;
     const auth = (p.app !== undefined && SSHD_APPS.test(p.app)) || p.facility === 4 || p.facility === 10 || AUTH_MESSAGE.test(msg);
     const srcIp = auth ? firstIp(msg) : ipOrUndefined(/\b(?:from|rhost=|client:?) ?\[?([0-9A-Fa-f:.]{3,45})/.exec(msg)?.[1]);
@@ -358,7 +358,7 @@ const KLOG_SEVERITY: Record<string, string> = { I: 'Informational', W: 'Medium',
  * an access-log or syslog line (its own class) or a klog line (severity). Undefined for a line
  * without a timestamp: it continues a multi-line message.
  */
-export function cwlExportFields(line: string): CommonFields | undefined {
+export function cwlExportFields(line: string, now?: number): CommonFields | undefined {
   const m = CWL_EXPORT.exec(line);
   if (!m) return undefined;
   const time = isoTime(m[1]);
@@ -366,7 +366,7 @@ export function cwlExportFields(line: string): CommonFields | undefined {
   const access = accessFields(msg);
   if (access) return { ...access, time: access.time ?? time };
   if (isSyslogLine(msg)) {
-    const f = syslogFields(msg);
+    const f = syslogFields(msg, now);
     return { ...f, time: f.time ?? time };
   }
   const k = KLOG.exec(msg);
@@ -384,15 +384,15 @@ export function cwlExportFields(line: string): CommonFields | undefined {
  * Fields of a line in whichever of the formats above it is (files mix them: nginx can write
  * access lines into error.log); a line of none of them is a Base Event with no other field.
  */
-export function textLineFields(line: string): CommonFields {
-  return accessFields(line) ?? nginxErrorFields(line) ?? (isSyslogLine(line) ? syslogFields(line) : { ...ocsfClass(OCSF.BASE_EVENT) });
+export function textLineFields(line: string, now?: number): CommonFields {
+  return accessFields(line) ?? nginxErrorFields(line) ?? (isSyslogLine(line) ? syslogFields(line, now) : { ...ocsfClass(OCSF.BASE_EVENT) });
 }
 
 /** A parser's own reading of a line first, then any other format; never throws. */
-function fieldsFirst(own: (line: string) => CommonFields | undefined): (line: string) => CommonFields {
+function fieldsFirst(own: (line: string, now?: number) => CommonFields | undefined, now?: number): (line: string) => CommonFields {
   return (line) => {
     try {
-      return own(line) ?? textLineFields(line);
+      return own(line, now) ?? textLineFields(line, now);
     } catch {
       return { ...ocsfClass(OCSF.BASE_EVENT) };
     }
@@ -404,19 +404,19 @@ export const applogParsers: SourceParser[] = [
     name: 'apache',
     description: 'Apache/nginx access logs (combined or common format), one record per line',
     detect: (head: Buffer): number => lineScore(head, (l) => ACCESS.test(l), 90),
-    parse: (body: Buffer, _ctx: ParseContext): ParseResult => parseTextLines(body, 'app.apache', fieldsFirst(accessFields)),
+    parse: (body: Buffer, ctx: ParseContext): ParseResult => parseTextLines(body, 'app.apache', fieldsFirst(accessFields, ctx.now)),
   },
   {
     name: 'nginx-error',
     description: 'nginx error.log, one record per line',
     detect: (head: Buffer): number => lineScore(head, (l) => NGINX_ERROR.test(l), 90),
-    parse: (body: Buffer, _ctx: ParseContext): ParseResult => parseTextLines(body, 'app.nginx-error', fieldsFirst(nginxErrorFields)),
+    parse: (body: Buffer, ctx: ParseContext): ParseResult => parseTextLines(body, 'app.nginx-error', fieldsFirst(nginxErrorFields, ctx.now)),
   },
   {
     name: 'syslog',
     description: 'Syslog lines (RFC 5424, RFC 3164, /var/log/auth.log and the like), one record per line',
     detect: (head: Buffer): number => lineScore(head, isSyslogLine, 90),
-    parse: (body: Buffer, _ctx: ParseContext): ParseResult => parseTextLines(body, 'app.syslog', fieldsFirst((l) => (SYSLOG_START.test(l) ? syslogFields(l) : undefined))),
+    parse: (body: Buffer, ctx: ParseContext): ParseResult => parseTextLines(body, 'app.syslog', fieldsFirst((l, now) => (SYSLOG_START.test(l) ? syslogFields(l, now) : undefined), ctx.now)),
   },
   {
     name: 'cwlogs-export',
@@ -426,6 +426,6 @@ export const applogParsers: SourceParser[] = [
       const named = ctx.name !== undefined && (/(?:^|[/_])\d{6}(?:\.gz)?$/.test(ctx.name) || /exportedlogs|aws-logs-write-test/i.test(ctx.name));
       return s > 0 && named ? Math.min(100, s + 15) : s;
     },
-    parse: (body: Buffer, _ctx: ParseContext): ParseResult => parseTextLines(body, 'aws.cwlogs-export', fieldsFirst(cwlExportFields)),
+    parse: (body: Buffer, ctx: ParseContext): ParseResult => parseTextLines(body, 'aws.cwlogs-export', fieldsFirst(cwlExportFields, ctx.now)),
   },
 ];
