@@ -33,6 +33,9 @@ import { importBench, type ImportBenchResult } from './import.js';
 import { protocolBench, type ProtocolBenchResult } from './protocols.js';
 import { searchBench, startSearchLag, type SearchBenchResult, type SearchLagResult } from './search.js';
 import { detectorsFigure, type DetectorsFigure } from './detectors.js';
+import { sqliteEncryptionFigure, type SqliteEncryptionFigure } from './sqlite-encryption.js';
+import { compressionFigure, type CompressionFigure } from './compression.js';
+import { cloudtrailFigure, type CloudTrailFigure, type CloudTrailRun } from './cloudtrail.js';
 import { evidenceBench, type EvidenceBenchResult } from './evidence.js';
 
 /** The node flags Custody's server is started with (package.json start script, bin/custody.js shebang). */
@@ -73,8 +76,18 @@ interface Options {
   searchLagRate: number;
   skipEvidence: boolean;
   skipDetectors: boolean;
+  skipSqliteEncryption: boolean;
+  sqliteEncryptionEntries: number;
   detectorsDurationS: number;
   detectorsRounds: number;
+  skipCompression: boolean;
+  compressionDurationS: number;
+  compressionRounds: number;
+  skipCloudtrail: boolean;
+  skipCloudtrailS3: boolean;
+  cloudtrailDigests: number;
+  cloudtrailLogs: number;
+  cloudtrailNaiveS: number;
   evidenceEntries: number;
   evidenceBaselineS: number;
   cpuProf: string | null;
@@ -120,8 +133,19 @@ const HELP = `Usage: npm run bench -- [options]          (or node packages/vault
                           the index's lag at that load (0: off)          (BENCH_SEARCH_LAG_RATE, 5000)
   --skip-evidence         leave out the evidence-bundle figures (10)
   --skip-detectors        leave out figure 11 (what the alarm detectors cost ingest)
+  --skip-sqlite-encryption  leave out figure 14 (search index: encrypted vs plaintext SQLite)
+  --sqlite-encryption-entries N  rows indexed in each file for figure 14 (BENCH_SQLITE_ENCRYPTION_ENTRIES, 200000)
   --detectors-duration S  measured seconds per run of figure 11          (BENCH_DETECTORS_DURATION, 8)
   --detectors-rounds N    off/on pairs of runs in figure 11              (BENCH_DETECTORS_ROUNDS, 2)
+  --skip-compression      leave out figure 13 (what sealing — compression + encryption — costs
+                          ingest, and the stored/raw bytes of the CloudTrail samples)
+  --compression-duration S  measured seconds per run of figure 13        (BENCH_COMPRESSION_DURATION, 8)
+  --compression-rounds N  off/on pairs of runs in figure 13              (BENCH_COMPRESSION_ROUNDS, 2)
+  --skip-cloudtrail       leave out figure 12 (custody cloudtrail validate, files/s)
+  --skip-cloudtrail-s3    figure 12 on a local folder only (no throwaway Ceph S3)
+  --cloudtrail-digests N  hourly digests in figure 12's bucket           (BENCH_CLOUDTRAIL_DIGESTS, 300)
+  --cloudtrail-logs N     log files per digest in figure 12              (BENCH_CLOUDTRAIL_LOGS, 10)
+  --cloudtrail-naive-seconds S  most seconds of figure 12's re-list-per-digest loop (BENCH_CLOUDTRAIL_NAIVE_SECONDS, 20)
   --evidence-entries N    entries exported in one bundle for figure 10   (BENCH_EVIDENCE_ENTRIES, 100000)
   --evidence-baseline-seconds S  most seconds of the one-by-one GET baseline (BENCH_EVIDENCE_BASELINE_SECONDS, 20)
   --cpu-prof DIR          run the server with --cpu-prof during ingest (and during the import
@@ -150,7 +174,7 @@ function parseOptions(argv: string[], env: NodeJS.ProcessEnv): Options {
     if (eq > 0) flags.set(a.slice(2, eq), a.slice(eq + 1));
     else {
       const name = a.slice(2);
-      const boolean = ['json', 'strict', 'skip-custody', 'skip-pg', 'skip-file', 'skip-verify', 'skip-go', 'skip-import', 'skip-protocols', 'skip-search', 'skip-evidence', 'skip-detectors', 'pg-tune'].includes(name);
+      const boolean = ['json', 'strict', 'skip-custody', 'skip-pg', 'skip-file', 'skip-verify', 'skip-go', 'skip-import', 'skip-protocols', 'skip-search', 'skip-evidence', 'skip-detectors', 'skip-compression', 'skip-cloudtrail', 'skip-cloudtrail-s3', 'skip-sqlite-encryption', 'pg-tune'].includes(name);
       if (boolean) flags.set(name, true);
       else {
         const v = argv[++i];
@@ -159,7 +183,7 @@ function parseOptions(argv: string[], env: NodeJS.ProcessEnv): Options {
       }
     }
   }
-  const known = ['duration', 'warmup', 'baseline-duration', 'writers', 'batch', 'max-entries', 'poll-ms', 'rate', 'pg-record', 'pg-chain', 'pg-tune', 'skip-custody', 'skip-pg', 'skip-file', 'skip-verify', 'skip-go', 'skip-import', 'skip-protocols', 'import-mb', 'import-concurrency', 'import-max-seconds', 'protocol-duration', 'skip-search', 'search-entries', 'search-queries', 'search-cache', 'search-lag-rate', 'skip-evidence', 'skip-detectors', 'detectors-duration', 'detectors-rounds', 'evidence-entries', 'evidence-baseline-seconds', 'cpu-prof', 'wait-quiet', 'server-log', 'server-node-args', 'json', 'strict'];
+  const known = ['duration', 'warmup', 'baseline-duration', 'writers', 'batch', 'max-entries', 'poll-ms', 'rate', 'pg-record', 'pg-chain', 'pg-tune', 'skip-custody', 'skip-pg', 'skip-file', 'skip-verify', 'skip-go', 'skip-import', 'skip-protocols', 'import-mb', 'import-concurrency', 'import-max-seconds', 'protocol-duration', 'skip-search', 'search-entries', 'search-queries', 'search-cache', 'search-lag-rate', 'skip-evidence', 'skip-detectors', 'skip-sqlite-encryption', 'sqlite-encryption-entries', 'detectors-duration', 'detectors-rounds', 'skip-compression', 'compression-duration', 'compression-rounds', 'skip-cloudtrail', 'skip-cloudtrail-s3', 'cloudtrail-digests', 'cloudtrail-logs', 'cloudtrail-naive-seconds', 'evidence-entries', 'evidence-baseline-seconds', 'cpu-prof', 'wait-quiet', 'server-log', 'server-node-args', 'json', 'strict'];
   for (const k of flags.keys()) if (!known.includes(k)) throw new Error(`unknown option --${k} (see --help)`);
   const str = (flag: string, envName: string): string | undefined => {
     const f = flags.get(flag);
@@ -207,8 +231,18 @@ function parseOptions(argv: string[], env: NodeJS.ProcessEnv): Options {
     searchLagRate: num('search-lag-rate', 'BENCH_SEARCH_LAG_RATE', 5000, 0, 1e7),
     skipEvidence: bool('skip-evidence', 'BENCH_SKIP_EVIDENCE'),
     skipDetectors: bool('skip-detectors', 'BENCH_SKIP_DETECTORS'),
+    skipSqliteEncryption: bool('skip-sqlite-encryption', 'BENCH_SKIP_SQLITE_ENCRYPTION'),
+    sqliteEncryptionEntries: Math.round(num('sqlite-encryption-entries', 'BENCH_SQLITE_ENCRYPTION_ENTRIES', 200_000, 1000, 1e8)),
     detectorsDurationS: num('detectors-duration', 'BENCH_DETECTORS_DURATION', 8, 1, 3600),
     detectorsRounds: Math.round(num('detectors-rounds', 'BENCH_DETECTORS_ROUNDS', 2, 1, 20)),
+    skipCompression: bool('skip-compression', 'BENCH_SKIP_COMPRESSION'),
+    compressionDurationS: num('compression-duration', 'BENCH_COMPRESSION_DURATION', 8, 1, 3600),
+    compressionRounds: Math.round(num('compression-rounds', 'BENCH_COMPRESSION_ROUNDS', 2, 1, 20)),
+    skipCloudtrail: bool('skip-cloudtrail', 'BENCH_SKIP_CLOUDTRAIL'),
+    skipCloudtrailS3: bool('skip-cloudtrail-s3', 'BENCH_SKIP_CLOUDTRAIL_S3'),
+    cloudtrailDigests: Math.round(num('cloudtrail-digests', 'BENCH_CLOUDTRAIL_DIGESTS', 300, 2, 100_000)),
+    cloudtrailLogs: Math.round(num('cloudtrail-logs', 'BENCH_CLOUDTRAIL_LOGS', 10, 0, 1000)),
+    cloudtrailNaiveS: num('cloudtrail-naive-seconds', 'BENCH_CLOUDTRAIL_NAIVE_SECONDS', 20, 1, 3600),
     evidenceEntries: Math.round(num('evidence-entries', 'BENCH_EVIDENCE_ENTRIES', 100_000, 1, 100_000)),
     evidenceBaselineS: num('evidence-baseline-seconds', 'BENCH_EVIDENCE_BASELINE_SECONDS', 20, 1, 3600),
     cpuProf: str('cpu-prof', 'BENCH_CPU_PROF') ?? null,
@@ -251,6 +285,9 @@ interface Results {
   searchLag: { full: SearchLagResult | null; atRate: (SearchLagResult & { rate: number; achieved: number }) | null } | { skipped: string };
   evidence: EvidenceBenchResult | { skipped: string };
   detectors: DetectorsFigure | { skipped: string };
+  sqliteEncryption: SqliteEncryptionFigure | { skipped: string };
+  compression: CompressionFigure | { skipped: string };
+  cloudtrail: CloudTrailFigure | { skipped: string };
   ratios: { custodyOverPostgres: number; custodyOverFile: number; verifyOverGo: number };
   targets: Target[];
   totalSeconds: number;
@@ -406,6 +443,13 @@ function evaluate(r: Results): void {
   // Issue 5: "detectors cost ≤ 10% of ingest throughput with the default pack on".
   const det = 'ratio' in r.detectors ? r.detectors : null;
   r.targets.push(t('ingest with detectors / without', det?.ratio ?? NaN, `${fixed(det?.ratio ?? NaN, 2)}×`, '≥ 0.90× (cost ≤ 10%)', (v) => v >= 0.9));
+  // Issue 8: "npm run bench shows its files/s beside a straightforward re-list-per-digest loop".
+  const ct = 'folder' in r.cloudtrail ? r.cloudtrail : null;
+  r.targets.push(t('cloudtrail validate / re-list-per-digest loop', ct?.folder.ratio ?? NaN, `${fixed(ct?.folder.ratio ?? NaN, 1)}×`, '> 1× (faster)', (v) => v > 1));
+  // Issue 6: "the ingest cost of encryption + compression (target ≤ 15% slower than without) and the stored/raw byte ratio" (≤ 25% for the CloudTrail samples).
+  const cmp = 'ratio' in r.compression ? r.compression : null;
+  r.targets.push(t('ingest with sealing / without', cmp?.ratio ?? NaN, `${fixed(cmp?.ratio ?? NaN, 2)}×`, '≥ 0.85× (cost ≤ 15%)', (v) => v >= 0.85));
+  r.targets.push(t('stored / raw bytes, CloudTrail samples', cmp?.sealed.ratio ?? NaN, `${fixed((cmp?.sealed.ratio ?? NaN) * 100)}%`, '≤ 25%', (v) => v <= 0.25));
   if (vc && !vc.ok) r.targets.push({ figure: 'custody verify result', value: 0, shown: 'FAILED', target: 'OK', pass: false });
   if (vg && !vg.ok) r.targets.push({ figure: 'Go tlogcheck result', value: 0, shown: 'FAILED', target: 'OK', pass: false });
   if ('chainOk' in r.postgres && !r.postgres.chainOk) r.targets.push({ figure: 'PostgreSQL chain check', value: 0, shown: 'BROKEN', target: 'intact', pass: false });
@@ -513,6 +557,37 @@ function report(r: Results): string {
     rows.push(['   baseline: the same, detectors off (same run)', `${int(dt.offMedian)} entries/s`]);
     rows.push(['   with / without detectors', `${fixed(dt.ratio, 2)}×`, ...verdict(tg('ingest with detectors / without'))]);
   } else rows.push(['11. detectors', dt.skipped]);
+  const se2 = r.sqliteEncryption;
+  if ('indexRatio' in se2) {
+    rows.push([`14. search index, ${int(se2.entries)} rows: encrypted (AEGIS-256) SQLite`, `${int(se2.encEntriesPerSec)} rows/s`]);
+    rows.push(['   baseline: the same index in plaintext SQLite (same run)', `${int(se2.plainEntriesPerSec)} rows/s`]);
+    rows.push(['   encrypted / plaintext indexing rate', `${fixed(se2.indexRatio, 2)}×`, 'info']);
+    for (const k of se2.kinds) rows.push([`   query p50 ${k.kind}: encrypted / plaintext`, `${fixed(k.encP50Ms, 2)} / ${fixed(k.plainP50Ms, 2)} ms = ${fixed(k.ratio, 2)}×`, 'info']);
+  } else rows.push(['14. sqlite encryption', se2.skipped]);
+  const ctf = r.cloudtrail;
+  if ('folder' in ctf) {
+    const ctRows = (where: string, c: CloudTrailRun): void => {
+      rows.push([`   ${where}: custody cloudtrail validate (one listing, 8 reads at once)`, `${int(c.validator)} files/s`]);
+      rows.push([`   ${where}: the same, 1 read at a time`, `${int(c.validatorSerial)} files/s`, 'info']);
+      rows.push([`   ${where}: baseline: re-list-per-digest loop (same run)`, `${int(c.naive)} files/s (${int(c.naiveFiles)} files, ${c.naiveListings} listings, ${fixed(c.naiveSeconds)} s)`]);
+    };
+    rows.push([`12. CloudTrail validation: ${int(ctf.digests)} digests + ${int(ctf.digests * ctf.logsPerDigest)} log files (~${fixed(ctf.logBytes / 1000, 0)} kB each)`, '']);
+    ctRows('folder', ctf.folder);
+    rows.push(['   folder: validate / loop', `${fixed(ctf.folder.ratio, 1)}×`, ...verdict(tg('cloudtrail validate / re-list-per-digest loop'))]);
+    if ('ratio' in ctf.s3) {
+      ctRows('Ceph S3', ctf.s3);
+      rows.push(['   Ceph S3: validate / loop', `${fixed(ctf.s3.ratio, 1)}×`, 'info']);
+    } else rows.push(['   Ceph S3', ctf.s3.skipped]);
+  } else rows.push(['12. CloudTrail validation', ctf.skipped]);
+  const cm = r.compression;
+  if ('ratio' in cm) {
+    rows.push([`13. ingest with bundles sealed (Brotli + AES-256-GCM; median of ${cm.rounds})`, `${int(cm.onMedian)} entries/s`]);
+    rows.push(['   baseline: the same, sealing off (same run)', `${int(cm.offMedian)} entries/s`]);
+    rows.push(['   with / without sealing', `${fixed(cm.ratio, 2)}×`, ...verdict(tg('ingest with sealing / without'))]);
+    rows.push(['   server CPU per entry, sealing on / off (medians)', `${fixed(cm.onCpuUsMedian)} / ${fixed(cm.offCpuUsMedian)} µs = ${fixed(cm.onCpuUsMedian / cm.offCpuUsMedian, 2)}×`, 'info']);
+    rows.push([`   CloudTrail samples (${int(cm.sealed.records)} records): stored / raw`, `${int(cm.sealed.storedBytes)} / ${int(cm.sealed.rawBytes)} B = ${fixed(cm.sealed.ratio * 100)}%`, ...verdict(tg('stored / raw bytes, CloudTrail samples'))]);
+    rows.push(['   baseline: sealing off (same run); sealed / plain', `${int(cm.plaintext.storedBytes)} B = ${fixed(cm.plaintext.ratio * 100)}%; ${fixed(cm.sealed.storedBytes / cm.plaintext.storedBytes, 2)}×`, 'info']);
+  } else rows.push(['13. sealing (compression + encryption)', cm.skipped]);
 
   const lines = [
     '',
@@ -587,6 +662,9 @@ async function main(): Promise<void> {
     searchLag: { skipped: o.skipSearch ? 'skipped (--skip-search)' : 'not run' },
     evidence: { skipped: 'not run' },
     detectors: { skipped: 'not run' },
+    sqliteEncryption: { skipped: 'not run' },
+    compression: { skipped: 'not run' },
+    cloudtrail: { skipped: 'not run' },
     ratios: { custodyOverPostgres: NaN, custodyOverFile: NaN, verifyOverGo: NaN },
     targets: [],
     totalSeconds: 0,
@@ -644,6 +722,25 @@ async function main(): Promise<void> {
   else {
     log(`detectors: ${o.detectorsRounds} × (off, on) runs of ${o.detectorsDurationS} s, CloudTrail batches through the default rule pack`);
     r.detectors = await detectorsFigure({ bin: custodyBin, writers: o.writers, batch: o.batch, warmupS: Math.min(o.warmupS, 2), durationS: o.detectorsDurationS, rounds: o.detectorsRounds }, log);
+  }
+
+  if (o.skipCloudtrail) r.cloudtrail = { skipped: 'skipped (--skip-cloudtrail)' };
+  else {
+    log(`cloudtrail: ${o.cloudtrailDigests} digests × ${o.cloudtrailLogs} log files, validator vs a re-list-per-digest loop (at most ${o.cloudtrailNaiveS} s)`);
+    r.cloudtrail = await cloudtrailFigure({ digests: o.cloudtrailDigests, logsPerDigest: o.cloudtrailLogs, naiveMaxS: o.cloudtrailNaiveS, s3: !o.skipCloudtrailS3, repoRoot }, log);
+  }
+
+  if (o.skipCompression) r.compression = { skipped: 'skipped (--skip-compression)' };
+  else {
+    log(`sealing: CloudTrail samples stored with and without sealing, then ${o.compressionRounds} × (off, on) ingest runs of ${o.compressionDurationS} s`);
+    const samplesDir = [join(repoRoot, '..', 'shared', 'samples'), '/work/shared/samples'].find((d) => fileExists(join(d, 'cloudtrail'))) ?? null;
+    r.compression = await compressionFigure({ bin: custodyBin, samplesDir, writers: o.writers, batch: o.batch, warmupS: Math.min(o.warmupS, 2), durationS: o.compressionDurationS, rounds: o.compressionRounds }, log);
+  }
+
+  if (o.skipSqliteEncryption) r.sqliteEncryption = { skipped: 'skipped (--skip-sqlite-encryption)' };
+  else {
+    log(`sqlite encryption: ${int(o.sqliteEncryptionEntries)} rows into a plaintext and an encrypted search index`);
+    r.sqliteEncryption = await sqliteEncryptionFigure({ entries: o.sqliteEncryptionEntries, queries: 100 }, log);
   }
 
   r.totalSeconds = (performance.now() - t0) / 1000;

@@ -4,8 +4,8 @@
  *
  *   <data>/vault.json          vault id, origin prefix, regions
  *   <data>/keyring.json        keys (0600) — see crypto/keyring.ts
- *   <data>/custody.db          SQLite — see storage/db.ts
- *   <data>/dedupe.db           SQLite: dedupe keys of stored records (hashes only)
+ *   <data>/custody.db          SQLite, encrypted (storage/sqlite.ts) — see storage/db.ts
+ *   <data>/dedupe.db           SQLite, encrypted: dedupe keys of stored records (hashes only)
  *   <data>/logs/<log>/         tree, blobs and journal of each log — see storage/posix.ts
  *   <data>/initial-tokens.txt  the first admin, writer and auditor tokens (0600, first start)
  */
@@ -18,6 +18,7 @@ import { CustodyError } from './errors.js';
 import { Keyring } from './crypto/keyring.js';
 import { nativeSha256 } from './crypto/sha256.js';
 import { VaultDb, DedupeStore, type LogRow, type PrincipalRow } from './storage/db.js';
+import { dataDirDbKey } from './storage/sqlite.js';
 import { writeFileAtomicSync } from './storage/atomic.js';
 import { LogSequencer, type PublishedCheckpoint } from './sequencer/log-sequencer.js';
 import { Authenticator, createPrincipal } from './auth/tokens.js';
@@ -174,7 +175,7 @@ export function initVault(dataDir: string, opts: InitOptions = {}): InitResult {
   const regionMode = opts.regionMode ?? (opts.regions && opts.regions.length > 0 ? 'fixed' : 'auto');
   const config: VaultConfig = { version: 1, vaultId, prefix, regions, regionMode, createdAt: new Date().toISOString() };
   const keyring = existsSync(join(dataDir, 'keyring.json')) ? Keyring.load(join(dataDir, 'keyring.json')) : Keyring.create(join(dataDir, 'keyring.json'));
-  const db = new VaultDb(join(dataDir, 'custody.db'));
+  const db = VaultDb.inDataDir(dataDir, keyring);
   try {
     const rows: LogRow[] = [
       ...regions.map((r) => ({ name: r, origin: `${prefix}/${r}`, region: r, kind: 'region' as const, createdAt: config.createdAt })),
@@ -240,7 +241,7 @@ export class Vault {
     private readonly log: Logger,
   ) {
     this.auth = new Authenticator(db);
-    this.dedupe = new DedupeStore(join(dataDir, 'dedupe.db'));
+    this.dedupe = new DedupeStore(join(dataDir, 'dedupe.db'), dataDirDbKey(keyring, dataDir, 'dedupe'));
     this.events = new VaultEvents(log);
     this.alarms = new AlarmCenter(new AlarmStore(db.sqlite), { audit: (e) => this.audit(e), logger: log });
   }
@@ -248,8 +249,14 @@ export class Vault {
   static async open(dataDir: string, opts: VaultOptions): Promise<Vault> {
     const config = readConfig(dataDir);
     const keyring = Keyring.load(join(dataDir, 'keyring.json'));
-    const db = new VaultDb(join(dataDir, 'custody.db'));
-    const v = new Vault(dataDir, config, db, keyring, db.listLogs(), opts.logger);
+    const db = VaultDb.inDataDir(dataDir, keyring);
+    let v: Vault;
+    try {
+      v = new Vault(dataDir, config, db, keyring, db.listLogs(), opts.logger);
+    } catch (e) {
+      db.close();
+      throw e;
+    }
     v.openOpts = opts;
     v.floodLimit = opts.auditFloodLimit ?? 10;
     v.floodWindowMs = opts.auditFloodWindowMs ?? 10_000;

@@ -2,7 +2,7 @@
  * `custody admin …`: an admin's second factor (TOTP) and the two-person approvals
  * (docs/ADMIN.md). Sensitive commands take the current code from --totp or $CUSTODY_TOTP.
  */
-import { join, resolve } from 'node:path';
+import { resolve } from 'node:path';
 import { CustodyError } from '../errors.js';
 import { VaultDb } from '../storage/db.js';
 import { readConfig } from '../vault.js';
@@ -78,7 +78,7 @@ export async function totpReset(name: string, o: { data?: string; json?: boolean
   if (!o.data) throw new CustodyError('CONFIG', 'Resetting a second factor works only on the data directory: pass --data <dir> (on the server).');
   const dataDir = resolve(o.data);
   readConfig(dataDir);
-  const db = new VaultDb(join(dataDir, 'custody.db'));
+  const db = VaultDb.inDataDir(dataDir);
   try {
     const p = db.getPrincipal(name);
     if (!p || p.role !== 'admin') throw new CustodyError('PRINCIPAL_NOT_FOUND', `There is no admin "${name}": list them with \`custody token list --data ${o.data}\`.`);

@@ -48,7 +48,7 @@ export async function tokenCreate(o: ClientFlags & { data?: string; role: string
   if (o.data) {
     const dataDir = resolve(o.data);
     readConfig(dataDir);
-    const db = new VaultDb(join(dataDir, 'custody.db'));
+    const db = VaultDb.inDataDir(dataDir);
     try {
       // Two-person rule (docs/ADMIN.md): the data directory is no way around it once it applies.
       if (o.role === 'admin' && db.listPrincipals().filter((p) => p.role === 'admin' && !p.revokedAt).length >= 2) {
@@ -80,7 +80,7 @@ export async function tokenCreate(o: ClientFlags & { data?: string; role: string
 export async function tokenList(o: ClientFlags & { data?: string }): Promise<void> {
   let principals: Array<{ id: string; name: string; role: string; logs: string[] | null; createdAt: string; revokedAt: string | null }>;
   if (o.data) {
-    const db = new VaultDb(join(resolve(o.data), 'custody.db'));
+    const db = VaultDb.inDataDir(resolve(o.data));
     try {
       principals = db.listPrincipals();
     } finally {
@@ -101,7 +101,7 @@ export async function tokenList(o: ClientFlags & { data?: string }): Promise<voi
 export async function tokenRevoke(id: string, o: ClientFlags & { data?: string; totp?: string }): Promise<void> {
   let principal: { id: string; name: string; revokedAt: string | null };
   if (o.data) {
-    const db = new VaultDb(join(resolve(o.data), 'custody.db'));
+    const db = VaultDb.inDataDir(resolve(o.data));
     try {
       principal = db.revokePrincipal(id, 'custody token revoke --data');
       db.addPendingAudit({ type: 'admin.principal.revoked', offline: true, target: { id: principal.id, name: principal.name }, principal: null, via: 'custody token revoke --data' });

@@ -66,6 +66,7 @@ program
   .option('--regions <list>', 'comma-separated regions, used only when initialising')
   .option('--tls-cert <file>', 'PEM certificate: serve HTTPS')
   .option('--tls-key <file>', 'PEM private key for --tls-cert')
+  .option('--tls-client-ca <file>', 'PEM CA: writers must also present a client certificate it signed (mutual TLS; auditors and admins need none; docs/TLS.md)')
   .option('--log-level <level>', 'server log level (fatal, error, warn, info, debug)')
   .option('--syslog-port <n>', 'also receive syslog over TCP on this port (RFC 5424/3164, octet counting or LF framing; docs/SYSLOG.md)', intArg('--syslog-port', 0, 65535))
   .option('--syslog-tls-port <n>', 'also receive syslog over TLS on this port (RFC 5425, usually 6514); uses --tls-cert and --tls-key', intArg('--syslog-tls-port', 0, 65535))
@@ -73,7 +74,7 @@ program
   .option('--syslog-token-file <file>', 'file holding the writer token syslog messages are stored as (default: $CUSTODY_SYSLOG_TOKEN)')
   .option('--syslog-tls-ca <file>', 'PEM CA: syslog TLS clients must present a certificate it signed (its CN is recorded)')
   .option('--no-search', 'do not keep the search index up to date or serve /v1/search (docs/SEARCH.md)')
-  .action(async (o: { data?: string; host: string; port: number; checkpointInterval: number; prefix?: string; regions?: string; tlsCert?: string; tlsKey?: string; logLevel?: string; syslogPort?: number; syslogTlsPort?: number; syslogHost?: string; syslogTokenFile?: string; syslogTlsCa?: string; search: boolean }) => {
+  .action(async (o: { data?: string; host: string; port: number; checkpointInterval: number; prefix?: string; regions?: string; tlsCert?: string; tlsKey?: string; tlsClientCa?: string; logLevel?: string; syslogPort?: number; syslogTlsPort?: number; syslogHost?: string; syslogTokenFile?: string; syslogTlsCa?: string; search: boolean }) => {
     await serve({
       data: resolveDataDir(o.data),
       host: o.host,
@@ -83,6 +84,7 @@ program
       regions: o.regions?.split(',').map((s) => s.trim()).filter(Boolean),
       tlsCert: o.tlsCert,
       tlsKey: o.tlsKey,
+      tlsClientCa: o.tlsClientCa,
       logLevel: o.logLevel,
       syslogPort: o.syslogPort,
       syslogTlsPort: o.syslogTlsPort,
@@ -274,6 +276,28 @@ program
     jsonOutput = !!o.json;
     const { importCommand } = await import('./import.js');
     process.exitCode = await importCommand(location, o);
+  });
+
+// ---- CloudTrail log file integrity (docs/CLOUDTRAIL-VALIDATE.md); exit 0 valid, 1 problems, 2 usage ----
+const usageExit = (e: { exitCode: number }): never => process.exit(e.exitCode === 0 ? 0 : 2);
+const cloudtrail = program.command('cloudtrail').description('AWS CloudTrail log file integrity: digest chains and log file hashes').exitOverride(usageExit);
+cloudtrail
+  .command('validate <location>')
+  .description('validate CloudTrail digest chains and log file hashes in a folder copy of the bucket or in s3://bucket/prefix; names modified, deleted and moved log files and missing digests')
+  .option('--public-keys <file>', 'CloudTrail public keys: the output of aws cloudtrail list-public-keys --output json (needed for a folder; for s3:// the default is to call ListPublicKeys)')
+  .option('--bucket <name>', 'folder: the bucket the copy was made from (checked against the digests)')
+  .option('--key-prefix <prefix>', 'folder: the S3 key prefix the folder holds (default: the folder is the bucket root)')
+  .option('--from <time>', 'only digests ending at or after this time (2024-03-01 or 2024-03-01T12:00:00Z)')
+  .option('--to <time>', 'only digests ending at or before this time (a date covers the whole day)')
+  .option('--endpoint <url>', 'S3 endpoint for s3:// locations (default: $AWS_ENDPOINT_URL_S3 or $AWS_ENDPOINT_URL)')
+  .option('--cloudtrail-endpoint <url>', 'CloudTrail endpoint for ListPublicKeys (default: the region\'s)')
+  .option('--concurrency <n>', 'objects read at once', intArg('--concurrency', 1, 64), 8)
+  .addOption(jsonOpt())
+  .exitOverride(usageExit)
+  .action(async (location: string, o) => {
+    jsonOutput = !!o.json;
+    const { cloudtrailValidateCommand } = await import('./cloudtrail.js');
+    process.exitCode = await cloudtrailValidateCommand(location, o);
   });
 
 program
@@ -543,6 +567,48 @@ program
   .action(async (log: string, o) => {
     jsonOutput = !!o.json;
     await (await import('./retention.js')).keysRotate(log, o);
+  });
+
+// ---- TLS certificates for trying it out (docs/TLS.md) ----
+const tls = program.command('tls').description('certificates for HTTPS and syslog over TLS, and writers\' client certificates (for trying it out; docs/TLS.md)');
+const collect = (v: string, prev: string[] = []): string[] => [...prev, v];
+tls
+  .command('self-signed')
+  .description('write a server key (0600) and a self-signed certificate for custody serve --tls-cert/--tls-key')
+  .option('--out <dir>', 'where to write custody.crt and custody.key', '.')
+  .option('--host <name>', 'a DNS name or IP address the server is reached at (repeat it; default: localhost, 127.0.0.1, ::1 and this machine\'s name)', collect)
+  .option('--days <n>', 'days the certificate is valid', intArg('--days', 1, 3650), 365)
+  .option('--force', 'replace existing files')
+  .addOption(jsonOpt())
+  .action(async (o) => {
+    jsonOutput = !!o.json;
+    (await import('./tls.js')).tlsSelfSigned(o);
+  });
+tls
+  .command('client-ca')
+  .description('write a CA (key 0600 and certificate) for writers\' client certificates, for custody serve --tls-client-ca')
+  .option('--out <dir>', 'where to write client-ca.crt and client-ca.key', '.')
+  .option('--name <cn>', 'the CA\'s common name', 'Custody writers CA')
+  .option('--days <n>', 'days the CA is valid', intArg('--days', 1, 7300), 3650)
+  .option('--force', 'replace existing files')
+  .addOption(jsonOpt())
+  .action(async (o) => {
+    jsonOutput = !!o.json;
+    (await import('./tls.js')).tlsClientCa(o);
+  });
+tls
+  .command('client-cert')
+  .description('write a writer\'s key (0600) and client certificate, signed by the CA from custody tls client-ca')
+  .requiredOption('--name <name>', 'the writer\'s name (the certificate\'s common name), e.g. vector-prod')
+  .requiredOption('--ca <file>', 'the CA certificate (client-ca.crt)')
+  .requiredOption('--ca-key <file>', 'the CA key (client-ca.key)')
+  .option('--out <dir>', 'where to write <name>.crt and <name>.key', '.')
+  .option('--days <n>', 'days the certificate is valid', intArg('--days', 1, 3650), 365)
+  .option('--force', 'replace existing files')
+  .addOption(jsonOpt())
+  .action(async (o) => {
+    jsonOutput = !!o.json;
+    (await import('./tls.js')).tlsClientCert(o);
   });
 
 function fail(code: string, message: string): void {

@@ -9,6 +9,8 @@ import { buildServer, Metrics } from '../server/index.js';
 import { startSyslog, type SyslogServer } from '../ingest/protocols/syslog.js';
 import { SearchIndex } from '../search/index.js';
 import { startServices, type Services } from '../services.js';
+import { loadWriterCa, requireWriterCertificates } from '../server/mtls.js';
+import { plaintextForBenchmark } from '../crypto/compress.js';
 
 export interface ServeOptions {
   data: string;
@@ -19,6 +21,8 @@ export interface ServeOptions {
   regions?: string[];
   tlsCert?: string;
   tlsKey?: string;
+  /** PEM CA: writers must present a client certificate it signed (server/mtls.ts, docs/TLS.md). */
+  tlsClientCa?: string;
   logLevel?: string;
   /** Syslog over TCP / over TLS (RFC 5425) on these ports; off when absent (docs/SYSLOG.md). */
   syslogPort?: number;
@@ -159,9 +163,14 @@ export async function serve(o: ServeOptions): Promise<void> {
   if (!isInitialised(o.data)) printInit(initVault(o.data, { prefix: o.prefix, regions: o.regions }), o.data);
   const release = takeLock(o.data);
   let https: { key: Buffer; cert: Buffer } | undefined;
+  let writerCa: ReturnType<typeof loadWriterCa> | undefined;
   let syslogPlan: SyslogPlan;
   try {
     if (o.tlsCert || o.tlsKey) https = loadTls(o.tlsCert, o.tlsKey);
+    if (o.tlsClientCa !== undefined) {
+      if (!https) throw new CustodyError('CONFIG', '--tls-client-ca needs HTTPS: pass --tls-cert and --tls-key too (custody tls self-signed makes a pair for trying it out).');
+      writerCa = loadWriterCa(o.tlsClientCa);
+    }
     syslogPlan = planSyslog(o, https);
   } catch (e) {
     release();
@@ -179,6 +188,12 @@ export async function serve(o: ServeOptions): Promise<void> {
     release();
     throw e;
   }
+  if (plaintextForBenchmark()) {
+    // The baseline of benchmark figure 13 only (crypto/compress.ts); never silent.
+    logger.warn('SEALING IS OFF (CUSTODY_BENCH_PLAINTEXT_BUNDLES=1): new bundles and blobs are written in PLAINTEXT, uncompressed; for benchmarks only');
+    process.stderr.write('WARNING: CUSTODY_BENCH_PLAINTEXT_BUNDLES=1: new bundles and blobs are written in plaintext (a benchmark baseline, never for real data).\n');
+    await vault.audit({ type: 'vault.sealing.disabled', reason: 'CUSTODY_BENCH_PLAINTEXT_BUNDLES=1 in the server environment' });
+  }
   let search: SearchIndex | undefined;
   try {
     search = o.search === false ? undefined : SearchIndex.open(vault, { logger });
@@ -195,7 +210,8 @@ export async function serve(o: ServeOptions): Promise<void> {
     release();
     throw e;
   }
-  const app = await buildServer({ vault, logger, metrics, https, search, services });
+  const app = await buildServer({ vault, logger, metrics, https: https && writerCa ? { ...https, ...writerCa.https } : https, search, services });
+  if (writerCa) requireWriterCertificates(app, writerCa.policy);
   let syslog: SyslogServer[] = [];
   try {
     syslog = await startSyslogListeners(syslogPlan, vault, logger, metrics);
@@ -212,6 +228,7 @@ export async function serve(o: ServeOptions): Promise<void> {
     throw e;
   }
   const scheme = https ? 'https' : 'http';
+  if (writerCa) process.stdout.write(`Writers must present a client certificate signed by ${writerCa.policy.caNames}.\n`);
   process.stdout.write(`Custody is listening on ${scheme}://${o.host}:${o.port} (data: ${o.data}, logs: ${[...vault.logs.keys()].join(', ')})\n`);
   let stopping = false;
   const stop = async (sig: string): Promise<void> => {

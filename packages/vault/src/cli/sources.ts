@@ -3,7 +3,6 @@
  * read tree) or a data directory on disk (the bundles are opened with its keyring).
  */
 import { join } from 'node:path';
-import Database from 'better-sqlite3';
 import { Ed25519NoteSigner, tilePath } from '@custody/verify';
 import { CustodyError } from '../errors.js';
 import { readConfig } from '../vault.js';
@@ -11,6 +10,7 @@ import { Keyring } from '../crypto/keyring.js';
 import { PosixLogStore } from '../storage/posix.js';
 import { CustodyClient, ApiError } from './client.js';
 import { readPurges, type PurgeRecord } from '../lifecycle/store.js';
+import { dataDirDbKey, openEncrypted } from '../storage/sqlite.js';
 
 export interface LogInfo {
   name: string;
@@ -114,13 +114,14 @@ export class DataDirSource implements LogSource {
     readConfig(dataDir);
     const keyring = Keyring.load(join(dataDir, 'keyring.json'));
     let rows: Array<{ name: string; origin: string }>;
+    const db = openEncrypted(join(dataDir, 'custody.db'), dataDirDbKey(keyring, dataDir, 'custody'), { what: 'the vault database', readonly: true });
     try {
-      const db = new Database(join(dataDir, 'custody.db'), { readonly: true, fileMustExist: true });
       rows = db.prepare('SELECT name, origin FROM logs ORDER BY kind DESC, name').all() as Array<{ name: string; origin: string }>;
-      db.close();
-      this.purgeRecords = readPurges(join(dataDir, 'custody.db'));
+      this.purgeRecords = readPurges(db);
     } catch (e) {
       throw new CustodyError('CONFIG', `Cannot read ${join(dataDir, 'custody.db')}: ${(e as Error).message}.`);
+    } finally {
+      db.close();
     }
     this.infos = rows.map((r) => {
       const keys = keyring.forLog(r.name);

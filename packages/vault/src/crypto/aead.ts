@@ -7,9 +7,12 @@
  *
  * Layout: "CSTE" | version 1 | flags | kekId u32 | wrapIv 12 | wrappedDek 32 | wrapTag 16 |
  *         iv 12 | ciphertext | tag 16
+ * flags: bit 0 = the plaintext is Brotli-compressed (crypto/compress.ts); 0 before compression
+ * existed, so older objects read unchanged.
  */
 import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
 import { CustodyError } from '../errors.js';
+import { compressForSealing, inflateSealed, plaintextForBenchmark, PLAINTEXT_MAGIC } from './compress.js';
 
 const MAGIC = Buffer.from('CSTE');
 const VERSION = 1;
@@ -77,29 +80,36 @@ export function decryptWithDek(dek: Buffer, sealed: Uint8Array, aad: Buffer): Bu
 }
 
 /**
- * Seals one object: fresh DEK, wrapped by `kek`, data bound to `context`. The plaintext may
- * be given in pieces; they are encrypted as one stream without being joined first.
+ * Seals one object: compressed (compress.ts), then a fresh DEK, wrapped by `kek`, data bound
+ * to `context`. The plaintext may be given in pieces.
  */
 export function seal(kek: Kek, context: string, plaintext: Uint8Array | Uint8Array[]): Buffer {
+  const pieces = Array.isArray(plaintext) ? plaintext : [plaintext];
+  if (plaintextForBenchmark()) return Buffer.concat([PLAINTEXT_MAGIC, ...pieces]); // benchmark baseline only
+  const { data, flags } = compressForSealing(pieces);
   const dek = randomBytes(32);
-  const header = wrapDek(kek, dek);
+  const header = wrapDek(kek, dek, flags);
   const iv = randomBytes(12);
   const c = createCipheriv('aes-256-gcm', dek, iv);
   c.setAAD(Buffer.concat([header, Buffer.from(context)]));
   const parts: Buffer[] = [header, iv];
-  for (const p of Array.isArray(plaintext) ? plaintext : [plaintext]) parts.push(c.update(p));
+  for (const p of data) parts.push(c.update(p));
   parts.push(c.final(), c.getAuthTag());
   dek.fill(0);
   return Buffer.concat(parts);
 }
 
 export function open(lookup: KekLookup, context: string, sealed: Uint8Array, what: string): Buffer {
-  const { dek } = unwrapDek(sealed.subarray(0, SEALED_HEADER_SIZE), lookup, what);
+  if (sealed.length >= 4 && PLAINTEXT_MAGIC.equals(sealed.subarray(0, 4))) {
+    if (plaintextForBenchmark()) return Buffer.from(sealed.buffer, sealed.byteOffset + 4, sealed.byteLength - 4);
+    throw new CustodyError('STORAGE_CORRUPT', `${what} is not sealed: it was written by a benchmark run with sealing off and is not accepted by a vault.`, { what });
+  }
+  const { dek, flags } = unwrapDek(sealed.subarray(0, SEALED_HEADER_SIZE), lookup, what);
   const header = Buffer.from(sealed.buffer, sealed.byteOffset, SEALED_HEADER_SIZE);
   const out = decryptWithDek(dek, sealed.subarray(SEALED_HEADER_SIZE), Buffer.concat([header, Buffer.from(context)]));
   dek.fill(0);
   if (!out) {
     throw new CustodyError('STORAGE_CORRUPT', `${what} fails authentication: it was altered, truncated or moved from another position.`, { what });
   }
-  return out;
+  return inflateSealed(out, flags, what);
 }

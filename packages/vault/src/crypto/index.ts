@@ -2,3 +2,4 @@ export { seal, open, wrapDek, unwrapDek, decryptWithDek, SEALED_HEADER_SIZE, SEA
 export type { Kek, KekLookup } from './aead.js';
 export { Keyring, LogKeys } from './keyring.js';
 export { nativeSha256 } from './sha256.js';
+export { compressForSealing, inflateSealed, FLAG_BROTLI, MAX_SEALED_PLAINTEXT } from './compress.js';

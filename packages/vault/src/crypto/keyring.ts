@@ -17,6 +17,8 @@ interface KeyringFileLog {
 interface KeyringFile {
   version: 1;
   logs: Record<string, KeyringFileLog>;
+  /** Keys of the vault as a whole, by purpose (e.g. "sqlite-custody"): 32 bytes, base64. */
+  vault?: Record<string, string>;
 }
 
 export class LogKeys {
@@ -135,6 +137,34 @@ export class Keyring {
     writeFileAtomicSync(this.path, JSON.stringify(next, null, 2) + '\n', 0o600);
     this.file = next;
     return { id, key };
+  }
+
+  /** Whether the keyring holds the vault-level key of `purpose` (see vaultKey). */
+  hasVaultKey(purpose: string): boolean {
+    const v = this.file.vault;
+    return typeof v === 'object' && v !== null && Object.hasOwn(v, purpose);
+  }
+
+  /**
+   * A 32-byte key of the vault as a whole for one purpose (the page key of an SQLite file:
+   * "sqlite-custody", "sqlite-dedupe", "sqlite-search"; see docs/ENCRYPTION.md). Created on
+   * first use and saved atomically (0600) before it is returned, so data is never written under
+   * a key the file does not hold.
+   */
+  vaultKey(purpose: string): Buffer {
+    if (!/^[a-z0-9][a-z0-9-]{0,62}$/.test(purpose)) throw new CustodyError('KEYRING', `"${purpose}" is not a key purpose.`);
+    if (this.hasVaultKey(purpose)) {
+      const have = this.file.vault![purpose];
+      const v = typeof have === 'string' ? Buffer.from(have, 'base64') : Buffer.alloc(0);
+      if (v.length !== 32) throw new CustodyError('KEYRING', `The keyring ${this.path} entry vault.${purpose} is damaged: restore the keyring from your backup.`);
+      return v;
+    }
+    const key = randomBytes(32);
+    const next: KeyringFile = structuredClone(this.file);
+    next.vault = { ...(next.vault ?? {}), [purpose]: key.toString('base64') };
+    writeFileAtomicSync(this.path, JSON.stringify(next, null, 2) + '\n', 0o600);
+    this.file = next;
+    return key;
   }
 
   forLog(log: string): LogKeys {

@@ -7,9 +7,9 @@
  *                                             one row per purge, written BEFORE any file is
  *                                             deleted (state "shredding"), "done" once finished
  */
-import { join } from 'node:path';
-import Database from 'better-sqlite3';
+import type Database from 'better-sqlite3';
 import { CustodyError } from '../errors.js';
+import { VaultDb } from '../storage/db.js';
 
 export const DEFAULT_RETENTION_DAYS = 365;
 /** Longest retention accepted (100 years): a bigger number is a typo, not a policy. */
@@ -206,18 +206,13 @@ function shortened(log: string, cur: number, asked: number): CustodyError {
 }
 
 /**
- * The purges recorded in a data directory's custody.db, read-only (for `custody verify
- * --data`); empty when the vault never purged anything.
+ * The purges recorded in a data directory's custody.db (a connection the caller opened, e.g.
+ * read-only for `custody verify --data`); empty when the vault never purged anything.
  */
-export function readPurges(dbPath: string): PurgeRecord[] {
-  const db = new Database(dbPath, { readonly: true, fileMustExist: true });
-  try {
-    const has = db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'lifecycle_purges'").get();
-    if (!has) return [];
-    return (db.prepare('SELECT * FROM lifecycle_purges ORDER BY id').all() as PurgeDbRow[]).map(toPurge);
-  } finally {
-    db.close();
-  }
+export function readPurges(db: Database.Database): PurgeRecord[] {
+  const has = db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'lifecycle_purges'").get();
+  if (!has) return [];
+  return (db.prepare('SELECT * FROM lifecycle_purges ORDER BY id').all() as PurgeDbRow[]).map(toPurge);
 }
 
 /** The purge `id` of `log` if custody.db holds it (the server checks a shred marker with this). */
@@ -230,9 +225,9 @@ export function purgeOnRecord(db: Database.Database, log: string, id: number, in
 
 /** `custody init --retention-days N`: the default retention of the new vault's logs. */
 export function setInitialRetention(dataDir: string, days: number, logs: string[]): void {
-  const db = new Database(join(dataDir, 'custody.db'));
+  const db = VaultDb.inDataDir(dataDir);
   try {
-    const s = new RetentionStore(db);
+    const s = new RetentionStore(db.sqlite);
     s.setDefaultDays(days);
     for (const l of logs) s.retention(l);
   } finally {

@@ -16,6 +16,7 @@ import { setPriority } from 'node:os';
 import { LogKeys } from '../crypto/index.js';
 import { PosixLogStore } from '../storage/index.js';
 import { openSearchDb, IndexWriter } from './store.js';
+import type { SqliteKey } from '../storage/sqlite.js';
 import { readRows } from './follow.js';
 
 export interface FollowedLog {
@@ -27,6 +28,8 @@ export interface FollowedLog {
 
 export interface FollowerInit {
   dbPath: string;
+  /** The page key of search.db (same process, never written anywhere; like the log keys). */
+  dbKey: SqliteKey;
   /** CPU priority of this thread (0 = the server's; 10 = yields to it). */
   nice: number;
   /** Most entries per transaction. */
@@ -53,7 +56,7 @@ if (init.nice > 0) {
   }
 }
 
-const db = openSearchDb(init.dbPath, { cacheMb: 4 });
+const db = openSearchDb(init.dbPath, { cacheMb: 4, key: init.dbKey });
 // Fewer, larger WAL checkpoints: each one syncs search.db, and the disk is what ingest waits for.
 db.pragma('wal_autocheckpoint = 8192');
 const writer = new IndexWriter(db);

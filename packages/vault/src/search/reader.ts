@@ -9,6 +9,7 @@ import { CustodyError } from '../errors.js';
 import { parseQuery, parseTimeBound, type QueryNode } from './query.js';
 import { QueryRunner, type Order, type Prepared } from './engine.js';
 import { openSearchDb } from './store.js';
+import type { SqliteKey } from '../storage/sqlite.js';
 
 export interface Hit {
   log: string;
@@ -154,9 +155,10 @@ export class SearchReader {
 
   constructor(
     readonly path: string,
-    opts: { cacheMb?: number } = {},
+    /** key: the page key of a vault's index (storage/sqlite.ts); none for a plaintext file. */
+    opts: { cacheMb?: number; key?: SqliteKey } = {},
   ) {
-    this.db = openSearchDb(path, { cacheMb: opts.cacheMb ?? 8 });
+    this.db = openSearchDb(path, { cacheMb: opts.cacheMb ?? 8, key: opts.key });
     this.db.pragma('query_only = ON');
     this.runner = new QueryRunner(this.db);
     this.hitStmt = this.db.prepare(

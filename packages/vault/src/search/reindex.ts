@@ -5,13 +5,13 @@
  */
 import { join } from 'node:path';
 import { existsSync, renameSync, statSync } from 'node:fs';
-import Database from 'better-sqlite3';
 import { Ed25519NoteSigner, openCheckpoint, parseVerifierKey } from '@custody/verify';
 import { CustodyError } from '../errors.js';
 import { readConfig } from '../vault.js';
 import { Keyring } from '../crypto/index.js';
 import { PosixLogStore } from '../storage/index.js';
 import { openSearchDb, createSchema, removeSearchFiles, IndexWriter, SEARCH_DB } from './store.js';
+import { dataDirDbKey, openEncrypted } from '../storage/sqlite.js';
 import { readRows } from './follow.js';
 
 export interface ReindexReport {
@@ -31,15 +31,15 @@ interface LogToRead {
 }
 
 /** The logs of a data directory and their published (signed) sizes. */
-function logsOf(dataDir: string): LogToRead[] {
-  const keyring = Keyring.load(join(dataDir, 'keyring.json'));
+function logsOf(dataDir: string, keyring: Keyring): LogToRead[] {
   let rows: Array<{ name: string; origin: string }>;
+  const db = openEncrypted(join(dataDir, 'custody.db'), dataDirDbKey(keyring, dataDir, 'custody'), { what: 'the vault database', readonly: true });
   try {
-    const db = new Database(join(dataDir, 'custody.db'), { readonly: true, fileMustExist: true });
     rows = db.prepare('SELECT name, origin FROM logs ORDER BY name').all() as Array<{ name: string; origin: string }>;
-    db.close();
   } catch (e) {
     throw new CustodyError('CONFIG', `Cannot read ${join(dataDir, 'custody.db')}: ${(e as Error).message}.`);
+  } finally {
+    db.close();
   }
   return rows.map((r) => ({ name: r.name, store: new PosixLogStore(join(dataDir, 'logs', r.name), r.origin, keyring.forLog(r.name)), size: 0 }));
 }
@@ -61,14 +61,14 @@ async function publishedSize(l: LogToRead, origin: string, seed: Buffer): Promis
 export async function reindexDataDir(dataDir: string, opts: { progress?: (done: number, total: number) => void; batchEntries?: number } = {}): Promise<ReindexReport> {
   const config = readConfig(dataDir);
   const keyring = Keyring.load(join(dataDir, 'keyring.json'));
-  const logs = logsOf(dataDir);
+  const logs = logsOf(dataDir, keyring);
   for (const l of logs) l.size = await publishedSize(l, l.store.origin, keyring.forLog(l.name).signingSeed);
   const total = logs.reduce((s, l) => s + l.size, 0);
   const path = join(dataDir, SEARCH_DB);
   const tmp = `${path}.rebuild`;
   removeSearchFiles(tmp);
   const t0 = performance.now();
-  const db = openSearchDb(tmp, { cacheMb: 64 });
+  const db = openSearchDb(tmp, { cacheMb: 64, key: dataDirDbKey(keyring, dataDir, 'search') });
   let done = 0;
   try {
     // The file is not in use until it is renamed into place: no need to sync each batch.

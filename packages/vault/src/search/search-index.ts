@@ -9,6 +9,7 @@ import type { Logger } from 'pino';
 import { CustodyError } from '../errors.js';
 import type { Vault } from '../vault.js';
 import { prepareSearchFile, SEARCH_DB } from './store.js';
+import { dataDirDbKey, type SqliteKey } from '../storage/sqlite.js';
 import { SearchReader, type Hit, type SearchResult, type SearchOptions, type TimeInput, type IngestBucket } from './reader.js';
 import type { FollowerInit, FollowedLog } from './follower-worker.js';
 
@@ -33,6 +34,8 @@ const PAUSE_BACKLOG = 10_000;
 
 export class SearchIndex {
   readonly path: string;
+  /** The page key of search.db (the keyring's "sqlite-search" key); the follower gets it too. */
+  private readonly key: SqliteKey;
   /** The query side, on this thread's own read connection. */
   readonly reader: SearchReader;
   private readonly log: Logger | undefined;
@@ -60,9 +63,10 @@ export class SearchIndex {
     this.path = join(vault.dataDir, SEARCH_DB);
     this.log = opts.logger;
     const sizes = new Map(vault.logRows.map((r) => [r.name, vault.sequencer(r.name).size]));
-    const prep = prepareSearchFile(this.path, vault.config.vaultId, sizes);
+    this.key = dataDirDbKey(vault.keyring, vault.dataDir, 'search');
+    const prep = prepareSearchFile(this.path, vault.config.vaultId, sizes, this.key);
     prep.db.close();
-    this.reader = new SearchReader(this.path);
+    this.reader = new SearchReader(this.path, { key: this.key });
     for (const [log, n] of this.reader.indexed()) this.indexedNow.set(log, n);
     const behind = [...sizes].reduce((s, [log, size]) => s + Math.max(0, size - (this.indexedNow.get(log) ?? 0)), 0);
     if (prep.created) this.log?.info({ path: this.path, reason: prep.created, entries: behind }, 'search index: building it from the logs');
@@ -102,7 +106,7 @@ export class SearchIndex {
   private startFollower(): void {
     // After a crash (say, out of memory on unusually large records) the batches get smaller.
     const shrink = 2 ** Math.min(this.crashes, 20);
-    const init: FollowerInit = { dbPath: this.path, nice: this.opts.nice ?? 10, batchEntries: Math.max(1, Math.floor(BATCH / shrink)), batchBytes: Math.max(1, Math.floor((4 * 1024 * 1024) / shrink)) };
+    const init: FollowerInit = { dbPath: this.path, dbKey: this.key, nice: this.opts.nice ?? 10, batchEntries: Math.max(1, Math.floor(BATCH / shrink)), batchBytes: Math.max(1, Math.floor((4 * 1024 * 1024) / shrink)) };
     // A small heap of its own: it holds one batch (at most 4 MiB of records) at a time.
     const w = new Worker(new URL('./follower-worker.js', import.meta.url), { workerData: init, resourceLimits: { maxYoungGenerationSizeMb: 1, maxOldGenerationSizeMb: 32 } });
     w.unref();

@@ -14,11 +14,14 @@
  *
  * The index holds nothing the log does not: every value is derived from an entry, the record
  * text is not stored (contentless FTS5 keeps tokens and positions only), and
- * `custody reindex` rebuilds the file from the logs.
+ * `custody reindex` rebuilds the file from the logs. Its field values and FTS5 tokens are record
+ * content all the same, so a vault's search file is encrypted page by page under the keyring's
+ * "sqlite-search" key (storage/sqlite.ts); an unencrypted one from an earlier version is rebuilt.
  */
-import Database from 'better-sqlite3';
+import type Database from 'better-sqlite3';
 import { existsSync, rmSync } from 'node:fs';
-import { CustodyError } from '../errors.js';
+import { CustodyError, isCustodyError } from '../errors.js';
+import { fileState, openEncrypted, type SqliteKey } from '../storage/sqlite.js';
 
 export const SEARCH_DB = 'search.db';
 /** Bump when the schema or the derivation of rows changes: an older file is rebuilt. */
@@ -104,16 +107,16 @@ export interface OpenOptions {
   readonly?: boolean;
   /** SQLite page cache in MiB. */
   cacheMb?: number;
+  /**
+   * The page key (a vault's index: the keyring's "sqlite-search" key). Without one the file is
+   * plaintext — only for an index that holds no vault's records (the benchmark's own).
+   */
+  key?: SqliteKey;
 }
 
 /** Opens a search file (read-only: it must exist); a writer sets WAL and synchronous=NORMAL. */
 export function openSearchDb(path: string, opts: OpenOptions = {}): Database.Database {
-  let db: Database.Database;
-  try {
-    db = new Database(path, { readonly: opts.readonly ?? false, fileMustExist: opts.readonly ?? false });
-  } catch (e) {
-    throw new CustodyError('CONFIG', `Cannot open the search index ${path}: ${(e as Error).message}.`);
-  }
+  const db = openEncrypted(path, opts.key ?? null, { what: 'the search index', readonly: opts.readonly, plaintext: 'refuse' });
   if (!opts.readonly) {
     db.pragma('journal_mode = WAL');
     db.pragma('synchronous = NORMAL');
@@ -168,10 +171,23 @@ export function removeSearchFiles(path: string): void {
  * log holds (a data directory restored from an older backup). `sizes` are the logs' published
  * sizes. Returns the open database and why it was (re)created, if it was.
  */
-export function prepareSearchFile(path: string, vaultId: string, sizes: Map<string, number>): { db: Database.Database; created: string | null } {
+export function prepareSearchFile(path: string, vaultId: string, sizes: Map<string, number>, key?: SqliteKey): { db: Database.Database; created: string | null } {
   let created: string | null = null;
-  if (existsSync(path)) {
-    const db = openSearchDb(path);
+  if (key && fileState(path) === 'plaintext') {
+    // Written unencrypted by an earlier version: the index is derived, so it is rebuilt rather than converted.
+    removeSearchFiles(path);
+    created = 'rebuilt: it was not encrypted (written by an earlier version)';
+  } else if (existsSync(path)) {
+    let db: Database.Database;
+    try {
+      db = openSearchDb(path, { key });
+    } catch (e) {
+      // Not under this keyring's key (a keyring restored without its index), or damaged: rebuilt.
+      removeSearchFiles(path);
+      db = openSearchDb(path, { key });
+      createSchema(db, vaultId);
+      return { db, created: isCustodyError(e, 'KEYRING') ? 'rebuilt: it does not open with the key in the keyring' : `rebuilt: it could not be opened (${(e as Error).message})` };
+    }
     const st = readState(db);
     let why: string | null = null;
     if (!st) why = 'it could not be read';
@@ -191,7 +207,7 @@ export function prepareSearchFile(path: string, vaultId: string, sizes: Map<stri
     removeSearchFiles(path);
     created = `rebuilt: ${why}`;
   } else created = 'created: there was no search index';
-  const db = openSearchDb(path);
+  const db = openSearchDb(path, { key });
   createSchema(db, vaultId);
   return { db, created };
 }

@@ -7,6 +7,7 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { CustodyError } from '../errors.js';
 import type { Vault } from '../vault.js';
 import { adminTotp } from '../auth/totp.js';
+import { checkWriterCertificate } from './mtls.js';
 
 export function bearerToken(req: FastifyRequest): string | null {
   const h = req.headers.authorization;
@@ -112,6 +113,7 @@ export function registerAuth(app: FastifyInstance, vault: Vault): void {
       await vault.audit({ type: 'request.refused', kind, ...auditContext(req) }).catch(() => undefined);
       throw new CustodyError('FORBIDDEN', `A ${req.principal.role} token may not ${req.method} ${req.url.split('?')[0]}; this needs the ${roles.join(' or ') || 'no'} role. The attempt was recorded.`, { kind });
     }
+    await checkWriterCertificate(app, vault, req); // --tls-client-ca: writers also need a client certificate (mtls.ts)
     if (cfg.totp) await requireTotp(vault, req);
   });
 }

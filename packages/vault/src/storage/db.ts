@@ -1,10 +1,13 @@
 /**
- * The embedded database (SQLite through better-sqlite3 v12): vault metadata, logs, the
- * published state of each log (a second witness of the checkpoint, which catches a tree
- * rolled back on disk) and principals. Tokens are stored only as SHA-256 hashes.
+ * The embedded database (SQLite, encrypted page by page: storage/sqlite.ts): vault metadata,
+ * logs, the published state of each log (a second witness of the checkpoint, which catches a
+ * tree rolled back on disk) and principals. Tokens are stored only as SHA-256 hashes.
  */
-import Database from 'better-sqlite3';
+import type Database from 'better-sqlite3';
+import { join } from 'node:path';
 import { CustodyError } from '../errors.js';
+import { Keyring } from '../crypto/keyring.js';
+import { dataDirDbKey, openEncrypted, type SqliteKey } from './sqlite.js';
 
 export type Role = 'writer' | 'auditor' | 'admin';
 export const ROLES: readonly Role[] = ['writer', 'auditor', 'admin'];
@@ -79,12 +82,13 @@ function toPrincipal(r: PrincipalDbRow): PrincipalRow {
 export class VaultDb {
   private readonly db: Database.Database;
 
-  constructor(path: string) {
-    try {
-      this.db = new Database(path);
-    } catch (e) {
-      throw new CustodyError('CONFIG', `Cannot open the vault database ${path}: ${(e as Error).message}.`);
-    }
+  /** custody.db of a data directory, opened with its key from the keyring (read from the directory when not given). */
+  static inDataDir(dataDir: string, keyring: Keyring = Keyring.load(join(dataDir, 'keyring.json'))): VaultDb {
+    return new VaultDb(join(dataDir, 'custody.db'), dataDirDbKey(keyring, dataDir, 'custody'));
+  }
+
+  constructor(path: string, key: SqliteKey) {
+    this.db = openEncrypted(path, key, { what: 'the vault database' });
     this.db.pragma('journal_mode = WAL');
     this.db.pragma('synchronous = FULL');
     this.db.pragma('foreign_keys = ON');
@@ -203,7 +207,9 @@ export class VaultDb {
 /**
  * Which records are already stored, by dedupe key (CloudTrail eventID, CloudWatch Logs event
  * id, an imported object's record number …): key = first 16 bytes of SHA-256 of the dedupe key,
- * so the file never holds record content. A database of its own (`dedupe.db`), written with
+ * so the file never holds record content. It is encrypted all the same (storage/sqlite.ts): an
+ * unsalted hash of a guessable key (an eventID seen elsewhere) would confirm that the vault
+ * holds that record, and where. A database of its own (`dedupe.db`), written with
  * synchronous=NORMAL: it is written on every ingest, after the records are durable in the
  * journal, and losing its last transactions to a power cut can only cause a second copy of a
  * record later — never a lost one — so it need not pay an fsync per request.
@@ -222,12 +228,8 @@ export class DedupeStore {
   static readonly FLUSH_KEYS = 50_000;
   static readonly FLUSH_MS = 2_000;
 
-  constructor(path: string) {
-    try {
-      this.db = new Database(path);
-    } catch (e) {
-      throw new CustodyError('CONFIG', `Cannot open the dedupe database ${path}: ${(e as Error).message}.`);
-    }
+  constructor(path: string, key: SqliteKey) {
+    this.db = openEncrypted(path, key, { what: 'the dedupe database' });
     this.db.pragma('journal_mode = WAL');
     this.db.pragma('synchronous = NORMAL');
     this.db.pragma('busy_timeout = 5000');
