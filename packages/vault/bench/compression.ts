@@ -22,7 +22,7 @@ import http from 'node:http';
 import { join, relative } from 'node:path';
 import { startServer, ingest, type ServerHandle } from './custody.js';
 import { makeBatch, type BatchTemplate } from './records.js';
-import { tempDir, dropTempDir, httpRequest, sleep } from './util.js';
+import { tempDir, dropTempDir, httpRequest, sleep, median } from './util.js';
 
 export interface StoredBytes {
   records: number;
@@ -52,11 +52,6 @@ export interface CompressionFigure {
   plaintext: StoredBytes;
 }
 
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = Math.floor(s.length / 2);
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-}
 
 const envFor = (sealing: boolean): NodeJS.ProcessEnv => ({ CUSTODY_BENCH_PLAINTEXT_BUNDLES: sealing ? '0' : '1' });
 

@@ -13,7 +13,7 @@
 import { join } from 'node:path';
 import { startServer, ingest } from './custody.js';
 import { makeBatch, type BatchTemplate } from './records.js';
-import { tempDir, dropTempDir } from './util.js';
+import { tempDir, dropTempDir, median } from './util.js';
 
 export interface DetectorsFigure {
   rounds: number;
@@ -26,11 +26,6 @@ export interface DetectorsFigure {
   ratio: number;
 }
 
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = Math.floor(s.length / 2);
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-}
 
 export async function detectorsFigure(
   o: { bin: string; writers: number; batch: number; warmupS: number; durationS: number; rounds: number },

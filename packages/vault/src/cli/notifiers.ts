@@ -6,6 +6,7 @@
 import { readFileSync, statSync } from 'node:fs';
 import { CustodyError } from '../errors.js';
 import { CustodyClient } from './client.js';
+import type { TestOutcome } from '../alarms/notify/index.js';
 import { print, type ClientFlags } from './commands.js';
 import { totpHeaders, request as requestApproval } from './admin.js';
 
@@ -24,15 +25,6 @@ interface NotifierView {
   deliveries?: { delivered: number; failed: number; pending: number; lastDeliveredAt: string | null; lastFailure: { at: string; error: string } | null };
 }
 
-interface TestOutcome {
-  ok: boolean;
-  notifier: string;
-  type: string;
-  status?: number;
-  messageId?: string;
-  error?: string;
-  ms: number;
-}
 
 function client(o: ClientFlags): CustodyClient {
   const c = new CustodyClient(o);

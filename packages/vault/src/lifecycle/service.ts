@@ -31,20 +31,8 @@ export interface LifecycleOptions {
   blobIdleMs?: number;
 }
 
-export interface PurgeSummary {
-  id: number;
-  from: number;
-  to: number;
-  count: number;
-  approval: string;
-  requestedBy: string;
-  approvedBy: string;
-  retentionDays: number;
-  cutoff: string;
-  state: PurgeRecord['state'];
-  at: string;
-  completedAt: string | null;
-}
+/** A purge as GET /v1/retention lists it: the record without its blob list, `at` its creation. */
+export type PurgeSummary = Pick<PurgeRecord, 'id' | 'from' | 'to' | 'count' | 'approval' | 'requestedBy' | 'approvedBy' | 'retentionDays' | 'cutoff' | 'state' | 'completedAt'> & { at: string };
 
 export interface LogRetention {
   log: string;
