@@ -34,6 +34,9 @@ export async function alarms(v: InProcVault, kind?: string): Promise<Alarm[]> {
 
 /** Waits until every alarm the detectors raised so far is recorded. */
 export async function settle(v: InProcVault): Promise<void> {
+  // Every acknowledged entry integrated (an alarm cites its entry, which must be readable) …
+  for (const seq of v.vault.logs.values()) await seq.waitForCheckpoint(seq.sequencedSize);
+  // … and every alarm the detectors queued raised.
   await v.services.detectors!.idle();
 }
 
