@@ -20,7 +20,8 @@
 import { readFileSync, readdirSync, statSync } from 'node:fs';
 import http from 'node:http';
 import { join, relative } from 'node:path';
-import { startServer, ingest, type ServerHandle } from './custody.js';
+import { startServer, type ServerHandle } from './custody.js';
+import { offOnIngest, type OffOnFigure } from './offon.js';
 import { makeBatch, type BatchTemplate } from './records.js';
 import { tempDir, dropTempDir, httpRequest, sleep, median } from './util.js';
 
@@ -34,15 +35,7 @@ export interface StoredBytes {
   ratio: number;
 }
 
-export interface CompressionFigure {
-  rounds: number;
-  seconds: number;
-  off: number[];
-  on: number[];
-  offMedian: number;
-  onMedian: number;
-  /** on / off (1 = free). */
-  ratio: number;
+export interface CompressionFigure extends OffOnFigure {
   /** Server CPU microseconds per entry in each run (steadier than throughput on a shared machine). */
   offCpuUs: number[];
   onCpuUs: number[];
@@ -136,27 +129,19 @@ export async function compressionFigure(
 
   const templates: BatchTemplate[][] = [];
   for (let w = 0; w < o.writers; w++) templates.push(Array.from({ length: 4 }, (_, k) => makeBatch(9000 + w * 4 + k, o.batch)));
-  const off: number[] = [];
-  const on: number[] = [];
   const offCpuUs: number[] = [];
   const onCpuUs: number[] = [];
-  for (let round = 0; round < o.rounds; round++) {
-    for (const sealing of [false, true]) {
-      const dir = tempDir('custody-bench-sealing-');
-      const srv = await startServer({ bin: o.bin, dataDir: join(dir, 'data'), logFile: join(dir, 'server.log'), env: envFor(sealing), args: ['--no-search'] });
-      try {
-        const r = await ingest(srv, { writers: o.writers, warmupS: o.warmupS, durationS: o.durationS, maxEntries: 0, pollMs: 100, rate: 0, templates }, () => undefined);
-        (sealing ? on : off).push(r.entriesPerSec);
-        const cpuUs = (r.serverCpuCores / r.entriesPerSec) * 1e6;
-        (sealing ? onCpuUs : offCpuUs).push(cpuUs);
-        log(`sealing ${sealing ? 'on ' : 'off'} (round ${round + 1}/${o.rounds}): ${Math.round(r.entriesPerSec).toLocaleString('en-US')} entries/s, server CPU ${cpuUs.toFixed(1)} µs/entry (${r.serverCpuCores.toFixed(2)} cores; other load ${r.otherCpuCores.toFixed(2)} cores)`);
-      } finally {
-        await srv.stop();
-        dropTempDir(dir);
-      }
-    }
-  }
-  const offMedian = median(off);
-  const onMedian = median(on);
-  return { rounds: o.rounds, seconds: o.durationS, off, on, offMedian, onMedian, ratio: onMedian / offMedian, offCpuUs, onCpuUs, offCpuUsMedian: median(offCpuUs), onCpuUsMedian: median(onCpuUs), sealed, plaintext };
+  const runs = await offOnIngest({
+    bin: o.bin,
+    rounds: o.rounds,
+    load: { writers: o.writers, warmupS: o.warmupS, durationS: o.durationS, templates },
+    env: envFor,
+    tempPrefix: 'custody-bench-sealing-',
+    each: (sealing, r, round) => {
+      const cpuUs = (r.serverCpuCores / r.entriesPerSec) * 1e6;
+      (sealing ? onCpuUs : offCpuUs).push(cpuUs);
+      log(`sealing ${sealing ? 'on ' : 'off'} (round ${round + 1}/${o.rounds}): ${Math.round(r.entriesPerSec).toLocaleString('en-US')} entries/s, server CPU ${cpuUs.toFixed(1)} µs/entry (${r.serverCpuCores.toFixed(2)} cores; other load ${r.otherCpuCores.toFixed(2)} cores)`);
+    },
+  });
+  return { ...runs, offCpuUs, onCpuUs, offCpuUsMedian: median(offCpuUs), onCpuUsMedian: median(onCpuUs), sealed, plaintext };
 }

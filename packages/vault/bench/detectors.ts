@@ -10,22 +10,10 @@
  * the vault records that in its audit log). Search is off in both, so the figure is the
  * detectors alone. The ratio compares the medians; ≥ 0.90 meets the target.
  */
-import { join } from 'node:path';
-import { startServer, ingest } from './custody.js';
 import { makeBatch, type BatchTemplate } from './records.js';
-import { tempDir, dropTempDir, median } from './util.js';
+import { offOnIngest, type OffOnFigure } from './offon.js';
 
-export interface DetectorsFigure {
-  rounds: number;
-  seconds: number;
-  off: number[];
-  on: number[];
-  offMedian: number;
-  onMedian: number;
-  /** on / off (1 = free). */
-  ratio: number;
-}
-
+export type DetectorsFigure = OffOnFigure;
 
 export async function detectorsFigure(
   o: { bin: string; writers: number; batch: number; warmupS: number; durationS: number; rounds: number },
@@ -33,28 +21,12 @@ export async function detectorsFigure(
 ): Promise<DetectorsFigure> {
   const templates: BatchTemplate[][] = [];
   for (let w = 0; w < o.writers; w++) templates.push(Array.from({ length: 4 }, (_, k) => makeBatch(7000 + w * 4 + k, o.batch, { region: 'us-east-1' })));
-  const off: number[] = [];
-  const on: number[] = [];
-  for (let round = 0; round < o.rounds; round++) {
-    for (const detectors of [false, true]) {
-      const dir = tempDir('custody-bench-detectors-');
-      const env = { CUSTODY_BENCH_WITHOUT_DETECTORS: detectors ? '0' : '1' };
-      const srv = await startServer({ bin: o.bin, dataDir: join(dir, 'data'), logFile: join(dir, 'server.log'), env, args: ['--no-search'] });
-      try {
-        const r = await ingest(
-          srv,
-          { writers: o.writers, warmupS: o.warmupS, durationS: o.durationS, maxEntries: 0, pollMs: 100, rate: 0, templates, path: '/v1/logs/local/entries?source=aws.cloudtrail' },
-          () => undefined,
-        );
-        (detectors ? on : off).push(r.entriesPerSec);
-        log(`detectors ${detectors ? 'on ' : 'off'} (round ${round + 1}/${o.rounds}): ${Math.round(r.entriesPerSec).toLocaleString('en-US')} CloudTrail entries/s`);
-      } finally {
-        await srv.stop();
-        dropTempDir(dir);
-      }
-    }
-  }
-  const offMedian = median(off);
-  const onMedian = median(on);
-  return { rounds: o.rounds, seconds: o.durationS, off, on, offMedian, onMedian, ratio: onMedian / offMedian };
+  return offOnIngest({
+    bin: o.bin,
+    rounds: o.rounds,
+    load: { writers: o.writers, warmupS: o.warmupS, durationS: o.durationS, templates, path: '/v1/logs/local/entries?source=aws.cloudtrail' },
+    env: (detectors) => ({ CUSTODY_BENCH_WITHOUT_DETECTORS: detectors ? '0' : '1' }),
+    tempPrefix: 'custody-bench-detectors-',
+    each: (detectors, r, round) => log(`detectors ${detectors ? 'on ' : 'off'} (round ${round + 1}/${o.rounds}): ${Math.round(r.entriesPerSec).toLocaleString('en-US')} CloudTrail entries/s`),
+  });
 }

@@ -28,6 +28,7 @@ import { IndexWriter, SearchReader, createSchema, openSearchDb, removeSearchFile
 import type { GenInit, RareTokens } from './search-gen.js';
 import type { ServerHandle } from './custody.js';
 import { httpRequest, percentile, sleep, int, fixed } from './util.js';
+import { prng } from './records.js';
 
 /** Bump when the synthetic rows change: a cached index of another generation is rebuilt. */
 const GENERATION = 1;
@@ -227,17 +228,6 @@ function kinds(meta: Meta): Kind[] {
   ];
 }
 
-/** mulberry32 */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 export async function searchBench(o: SearchBenchOptions, log: (s: string) => void): Promise<SearchBenchResult> {
   const { dir, meta, cached } = await ensureIndex(o, log);

@@ -4,20 +4,10 @@
  * these are the bytes the inclusion proof covers.
  */
 
-import { parseEnvelope as parseVerifiedEnvelope, isVerifyError } from '@custody/verify';
+import { parseEnvelope as parseVerifiedEnvelope, isVerifyError, type Envelope as VerifiedEnvelope } from '@custody/verify';
 
-export interface Envelope {
-  origin: string;
-  region: string;
-  source: string;
-  producer: string;
-  received: string;
-  attrs: Record<string, string>;
-  salt: string;
-  blob: { sha256: string; size: number } | null;
-  /** The inline record (empty for a blob entry): a view into the entry bytes. */
-  body: Uint8Array;
-}
+/** @custody/verify's envelope, with `body` always present: the inline record, empty for a blob entry. */
+export type Envelope = Omit<VerifiedEnvelope, 'body'> & { body: Uint8Array };
 
 export class EnvelopeError extends Error {
   constructor(message: string) {
