@@ -41,15 +41,25 @@ export const ERROR_CODES = {
   // retention (lifecycle/)
   RETENTION_SHORTENED: { status: 409, summary: 'Retention can only be extended, never shortened.' },
   ENTRY_SHREDDED: { status: 410, summary: 'The entry was past retention and crypto-shredded by an approved purge; its leaf hash and proofs remain.' },
+  // archive tier (lifecycle/archive.ts, docs/ARCHIVE.md)
+  ARCHIVE_RESTORE_PENDING: { status: 503, summary: 'The entry is in a cold archive class (S3 GLACIER or DEEP_ARCHIVE); a restore was started or is running. Retry-After and details say when to ask again.' },
+  ARCHIVE_UNAVAILABLE: { status: 503, summary: 'The archive tier (directory or bucket) cannot be reached or written; the message says what to check.' },
   // capacity and storage
   PUSHBACK: { status: 503, summary: 'The vault is busy integrating; retry after the given delay.' },
   STORAGE_UNAVAILABLE: { status: 503, summary: 'Storage cannot take writes right now (for example the disk is full).' },
   NOT_READY: { status: 503, summary: 'The vault is still starting or recovering.' },
+  WITNESS_POLICY: { status: 503, summary: 'Too few witnesses cosigned the new checkpoint (docs/WITNESS.md); the entries are durable and are published once the witness policy is met.' },
   STORAGE_CORRUPT: { status: 500, summary: 'Stored data does not match its proofs.' },
   INTERNAL: { status: 500, summary: 'Unexpected failure.' },
   // local (CLI / data directory) failures
   CONFIG: { status: 500, summary: 'The vault configuration or data directory is invalid.' },
   KEYRING: { status: 500, summary: 'The keyring is missing, unreadable or does not hold the needed key.' },
+  KEYRING_LOCKED: { status: 500, summary: 'The keyring is protected (passphrase or AWS KMS) and the passphrase or key given does not open it.' },
+  // AWS KMS (crypto/kms.ts): reads and writes that need a KMS key wait until it is usable again
+  KMS_ACCESS_DENIED: { status: 503, summary: 'AWS KMS refused the vault the use of a key (key policy, IAM or credentials).' },
+  KMS_KEY_DISABLED: { status: 503, summary: 'The AWS KMS key is disabled or pending deletion.' },
+  KMS_KEY_NOT_FOUND: { status: 503, summary: 'The AWS KMS key does not exist in that region.' },
+  KMS_UNAVAILABLE: { status: 503, summary: 'AWS KMS cannot be reached or is failing; the vault retries.' },
   VERIFY_FAILED: { status: 500, summary: 'Verification found a problem.' },
   IMPORT_SOURCE: { status: 500, summary: 'The folder or bucket to import from cannot be read.' },
 } as const satisfies Record<string, { status: number; summary: string }>;

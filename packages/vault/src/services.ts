@@ -17,6 +17,9 @@ export interface ServicesOptions {
    * e.g. selfAuditIntervalMs, silenceCheckMs, notifyRetryBaseMs. Absent: production defaults.
    */
   timing?: Record<string, number>;
+  // --- archive (lifecycle/archive) ---
+  /** The archive tier (docs/ARCHIVE.md); absent: off. */
+  archive?: import('./lifecycle/archive.js').ArchiveOptions;
 }
 
 export interface Services {
@@ -31,6 +34,9 @@ export interface Services {
   // --- retention (lifecycle) ---
   /** Retention, purges and key rotation (lifecycle/, docs/RETENTION.md). */
   retention?: import('./lifecycle/index.js').LifecycleService;
+  // --- archive (lifecycle/archive) ---
+  /** Moves old sealed bundles and blobs to the archive tier (docs/ARCHIVE.md). */
+  archive?: import('./lifecycle/archive.js').ArchiveMover;
   close(): Promise<void>;
 }
 
@@ -83,6 +89,22 @@ export async function startServices(vault: Vault, opts: ServicesOptions): Promis
     });
     services.retention = retention;
     closers.push(() => retention.close());
+    // --- archive (lifecycle/archive) ---
+    // Off unless configured. A target that cannot be written is logged (and alarmed on each
+    // run); the vault still serves and the bundles stay hot.
+    if (opts.archive) {
+      const { ArchiveMover } = await import('./lifecycle/archive.js');
+      const mover = new ArchiveMover(vault, {
+        ...opts.archive,
+        logger: opts.logger,
+        intervalMs: opts.timing?.['archiveIntervalMs'],
+        clockOffsetMs: opts.timing?.['archiveClockOffsetMs'],
+        retentionDays: (log) => retention.store.retention(log).days,
+      });
+      await mover.start();
+      services.archive = mover;
+      closers.push(() => mover.close());
+    }
   } catch (e) {
     await services.close();
     throw e;

@@ -20,12 +20,14 @@ import { nativeSha256 } from './crypto/sha256.js';
 import { VaultDb, DedupeStore, type LogRow, type PrincipalRow } from './storage/db.js';
 import { dataDirDbKey } from './storage/sqlite.js';
 import { writeFileAtomicSync } from './storage/atomic.js';
+import { placeLogDir, checkLogDir, mergeRegionDirs } from './storage/region-dirs.js';
 import { LogSequencer, type PublishedCheckpoint } from './sequencer/log-sequencer.js';
 import { Authenticator, createPrincipal } from './auth/tokens.js';
 import { encodeEnvelopes, splitEncoded, envelopePrefix, inlineLimit, checkField, saltOf, MAX_RECORD_SIZE } from './log/entry.js';
 import { AlarmCenter, AlarmStore } from './alarms/index.js';
 import { ActionRegistry } from './auth/actions.js';
 import type { CommonFields } from './ingest/types.js';
+import type { WitnessSet } from './witness/client.js';
 
 export const AUDIT_LOG = 'audit';
 const REGION_RE = /^[a-z0-9][a-z0-9-]{0,62}$/;
@@ -42,6 +44,11 @@ export interface VaultConfig {
    */
   regionMode?: 'auto' | 'fixed';
   createdAt: string;
+  /**
+   * Region → absolute directory holding that region's log (`--region-dir`, e.g. a volume in the
+   * region); <data>/logs/<log> links to <dir>/<log>. See storage/region-dirs.ts.
+   */
+  regionDirs?: Record<string, string>;
 }
 
 export interface InitOptions {
@@ -49,6 +56,13 @@ export interface InitOptions {
   regions?: string[];
   /** Default: "fixed" when regions are given, else "auto". */
   regionMode?: 'auto' | 'fixed';
+  /**
+   * A keyring already created at <data>/keyring.json (protected by AWS KMS: Keyring.createKms).
+   * Without it, one is created — protected by the process's passphrase if it has one.
+   */
+  keyring?: Keyring;
+  /** Region → directory of its log (storage/region-dirs.ts); each must exist. */
+  regionDirs?: Record<string, string>;
 }
 
 /** An AWS-shaped region name (us-east-1, eu-central-2, us-gov-west-1, cn-north-1 …). */
@@ -72,6 +86,8 @@ export interface VaultOptions {
   auditFloodLimit?: number;
   auditFloodWindowMs?: number;
   onPublish?: (log: string, cp: PublishedCheckpoint, stats: { entries: number; ms: number }) => void;
+  /** Witnesses and their k-of-n policy: checkpoints are published only once cosigned (docs/WITNESS.md). */
+  witnesses?: WitnessSet;
 }
 
 export interface AppendOutcome {
@@ -158,6 +174,16 @@ export function readConfig(dataDir: string): VaultConfig {
 }
 
 /**
+ * `custody serve --region-dir` on an existing vault: adds placements for regions whose logs do
+ * not exist yet (saved in vault.json before the vault opens); refuses to move an existing log.
+ */
+export function applyRegionDirs(dataDir: string, add: Record<string, string> | undefined): void {
+  const config = readConfig(dataDir);
+  const merged = mergeRegionDirs(dataDir, config.regionDirs, add);
+  if (merged) writeFileAtomicSync(join(dataDir, 'vault.json'), JSON.stringify({ ...config, regionDirs: merged }, null, 2) + '\n', 0o600);
+}
+
+/**
  * Creates a new vault: config, keyring with a key set per log, database, and the first admin,
  * writer and auditor, whose tokens go to a 0600 file (printed nowhere else).
  */
@@ -173,8 +199,9 @@ export function initVault(dataDir: string, opts: InitOptions = {}): InitResult {
   mkdirSync(dataDir, { recursive: true, mode: 0o700 });
   chmodSync(dataDir, 0o700);
   const regionMode = opts.regionMode ?? (opts.regions && opts.regions.length > 0 ? 'fixed' : 'auto');
-  const config: VaultConfig = { version: 1, vaultId, prefix, regions, regionMode, createdAt: new Date().toISOString() };
-  const keyring = existsSync(join(dataDir, 'keyring.json')) ? Keyring.load(join(dataDir, 'keyring.json')) : Keyring.create(join(dataDir, 'keyring.json'));
+  const regionDirs = mergeRegionDirs(dataDir, undefined, opts.regionDirs);
+  const config: VaultConfig = { version: 1, vaultId, prefix, regions, regionMode, createdAt: new Date().toISOString(), ...(regionDirs ? { regionDirs } : {}) };
+  const keyring = opts.keyring ?? (existsSync(join(dataDir, 'keyring.json')) ? Keyring.load(join(dataDir, 'keyring.json')) : Keyring.create(join(dataDir, 'keyring.json')));
   const db = VaultDb.inDataDir(dataDir, keyring);
   try {
     const rows: LogRow[] = [
@@ -182,7 +209,8 @@ export function initVault(dataDir: string, opts: InitOptions = {}): InitResult {
       { name: AUDIT_LOG, origin: `${prefix}/${AUDIT_LOG}`, region: regions[0]!, kind: 'audit' as const, createdAt: config.createdAt },
     ];
     for (const row of rows) {
-      if (!keyring.has(row.name)) keyring.addLog(row.name);
+      placeLogDir(dataDir, config.regionDirs, row);
+      if (!keyring.has(row.name)) keyring.addLog(row.name, { region: row.region });
       db.addLog(row);
     }
     const tokens = (['admin', 'writer', 'auditor'] as const).map((role) => {
@@ -248,7 +276,7 @@ export class Vault {
 
   static async open(dataDir: string, opts: VaultOptions): Promise<Vault> {
     const config = readConfig(dataDir);
-    const keyring = Keyring.load(join(dataDir, 'keyring.json'));
+    const keyring = await Keyring.open(join(dataDir, 'keyring.json'));
     const db = VaultDb.inDataDir(dataDir, keyring);
     let v: Vault;
     try {
@@ -258,10 +286,14 @@ export class Vault {
       throw e;
     }
     v.openOpts = opts;
+    opts.witnesses?.useAlarms(v.alarms);
     v.floodLimit = opts.auditFloodLimit ?? 10;
     v.floodWindowMs = opts.auditFloodWindowMs ?? 10_000;
     try {
-      for (const row of v.logRows) v.logs.set(row.name, await v.openLog(row));
+      for (const row of v.logRows) {
+        checkLogDir(dataDir, config.regionDirs, row);
+        v.logs.set(row.name, await v.openLog(row));
+      }
       await v.drainOfflineAudit();
     } catch (e) {
       await v.close();
@@ -291,6 +323,7 @@ export class Vault {
       // The audit log stays outside the shared budget: a flood of records must never hold up
       // the record of who sent it.
       sharedPending: row.kind === 'region' ? { total: () => this.pendingEntries(), max: opts.maxPendingEntries ?? 40_000 } : undefined,
+      witnesses: opts.witnesses,
       onPublish: (log, cp, stats) => {
         opts.onPublish?.(log, cp, stats);
         this.events.emit('published', log, cp);
@@ -335,7 +368,8 @@ export class Vault {
     }
     const p = (async () => {
       const row: LogRow = { name: region, origin: `${this.config.prefix}/${region}`, region, kind: 'region', createdAt: new Date().toISOString() };
-      if (!this.keyring.has(row.name)) this.keyring.addLog(row.name);
+      placeLogDir(this.dataDir, this.config.regionDirs, row);
+      if (!this.keyring.has(row.name)) this.keyring.addLog(row.name, { region });
       this.db.addLog(row);
       const seq = await this.openLog(row);
       this.logs.set(row.name, seq);

@@ -84,3 +84,13 @@ export {
   type VerifyBundleOptions,
   type Envelope,
 } from './bundle.js';
+export {
+  formatSignatureLine,
+  parseSignatureLines,
+  addCosignatures,
+  verifyCosignature,
+  checkCosignatures,
+  parseTlogSize,
+  type CosignatureCheck,
+  type CosignatureReport,
+} from './cosignature.js';

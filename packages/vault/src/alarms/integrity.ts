@@ -277,10 +277,14 @@ export class SelfAudit {
     const store = this.vault.sequencer(log).store;
     const file = tilePath({ level: 'entries', index: i, width });
     let plain: Buffer | null;
+    if (store.isS3Archived(i)) return; // reading it may start an S3 restore (docs/ARCHIVE.md)
     try {
       plain = await store.readBundle(i, width);
     } catch (e) {
       if (isCustodyError(e, 'ENTRY_SHREDDED')) return;
+      // Archived and not readable now (a cold S3 class, an unreachable archive): not damage;
+      // the archive mover alarms on an unreachable archive itself (docs/ARCHIVE.md).
+      if (isCustodyError(e, 'ARCHIVE_RESTORE_PENDING') || isCustodyError(e, 'ARCHIVE_UNAVAILABLE')) return;
       await this.alarm(log, 'bundle', `Entry bundle ${file} of log ${log} fails its authentication check: a stored byte was changed (${(e as Error).message}).`, { file, first: i * TILE, count: width });
       return;
     }

@@ -6,8 +6,9 @@
  * refused even after a restart.
  *
  * Secrets are 20 random bytes, shown once (base32, in an otpauth:// URI) and stored in
- * custody.db only encrypted (AES-256-GCM) under a key derived from the keyring, so a copy of
- * the database alone does not yield them. Neither a secret nor a code is ever logged or audited.
+ * custody.db only encrypted (AES-256-GCM) under the keyring's vault key "totp-secrets", so a
+ * copy of the database alone does not yield them. Rows sealed by older versions (a key derived
+ * from the audit signing seed) are re-sealed under that key when the store opens. Neither a secret nor a code is ever logged or audited.
  */
 import { createCipheriv, createDecipheriv, createHmac, hkdfSync, randomBytes, timingSafeEqual } from 'node:crypto';
 import type Database from 'better-sqlite3';
@@ -164,25 +165,52 @@ interface TotpRow {
 }
 
 /**
- * Derives the key that seals TOTP secrets at rest. The keyring has no vault-level secret yet, so
- * the key comes from the audit log's signing seed by HKDF-SHA256 with its own info string (the
- * seed itself is never used for anything but signing and this derivation).
+ * The key that sealed TOTP secrets before the keyring had vault-level keys (seal version 1):
+ * HKDF-SHA256 of the audit log's signing seed. Used only to migrate version-1 rows to the
+ * vault key "totp-secrets" (version 2) when the store opens; nothing is sealed with it any more.
  */
-export function totpSealingKey(auditSigningSeed: Uint8Array): Buffer {
+export function legacyTotpSealingKey(auditSigningSeed: Uint8Array): Buffer {
   return Buffer.from(hkdfSync('sha256', auditSigningSeed, Buffer.from('custody'), Buffer.from('custody admin totp v1'), 32));
 }
 
-const SEAL_VERSION = 1;
+/** Version 1: key from the audit signing seed (legacy). Version 2: the vault key "totp-secrets". */
+const SEAL_V1 = 1;
+const SEAL_VERSION = 2;
+
+export interface AdminTotpOptions {
+  now?: () => number;
+  /**
+   * The version-1 key (legacyTotpSealingKey), asked for only when version-1 rows exist: they are
+   * re-sealed under the current key when the store opens.
+   */
+  legacyKey?: () => Buffer;
+}
+
+/** A version-1 sealed secret opened with the legacy key, or null. */
+function openV1(key: Buffer, principalId: string, slot: string, blob: Buffer): Buffer | null {
+  try {
+    if (blob[0] !== SEAL_V1 || blob.length < 1 + 12 + 16 + 1) return null;
+    const d = createDecipheriv('aes-256-gcm', key, blob.subarray(1, 13));
+    d.setAAD(Buffer.from(`admin_totp ${principalId} ${slot}`));
+    d.setAuthTag(blob.subarray(blob.length - 16));
+    return Buffer.concat([d.update(blob.subarray(13, blob.length - 16)), d.final()]);
+  } catch {
+    return null;
+  }
+}
 
 /** The admins' TOTP secrets and last used steps (table admin_totp in custody.db). */
 export class AdminTotp {
   readonly totp: Totp;
   private readonly failures = new Map<string, { count: number; last: number }>();
 
+  /** How many sealed secrets the last open re-sealed from version 1 (see migrate). */
+  readonly migrated: number;
+
   constructor(
     private readonly db: Database.Database,
     private readonly key: Buffer,
-    private readonly opts: { now?: () => number } = {},
+    private readonly opts: AdminTotpOptions = {},
   ) {
     this.totp = new Totp({ now: () => this.now() });
     db.exec(`CREATE TABLE IF NOT EXISTS admin_totp (
@@ -190,6 +218,37 @@ export class AdminTotp {
       secret BLOB, enrolled_at TEXT,
       pending BLOB, pending_at TEXT,
       last_step INTEGER)`);
+    this.migrated = this.migrate();
+  }
+
+  /**
+   * Re-seals version-1 secrets (key derived from the audit signing seed) under the current key,
+   * in one transaction: afterwards no row has version 1. A row that does not open with the old
+   * key either is left as it is; using it gives the KEYRING error that says how to reset it.
+   */
+  private migrate(): number {
+    const rows = this.db.prepare('SELECT principal_id, secret, pending FROM admin_totp').all() as Array<Pick<TotpRow, 'principal_id' | 'secret' | 'pending'>>;
+    const old = rows.filter((r) => r.secret?.[0] === SEAL_V1 || r.pending?.[0] === SEAL_V1);
+    if (old.length === 0 || !this.opts.legacyKey) return 0;
+    const legacy = this.opts.legacyKey();
+    let n = 0;
+    this.db.transaction(() => {
+      for (const r of old) {
+        const next: Record<'secret' | 'pending', Buffer | null> = { secret: r.secret, pending: r.pending };
+        for (const [slot, col] of [['active', 'secret'], ['pending', 'pending']] as const) {
+          const blob = r[col];
+          if (!blob || blob[0] !== SEAL_V1) continue;
+          const plain = openV1(legacy, r.principal_id, slot, blob);
+          if (!plain) continue;
+          next[col] = this.seal(r.principal_id, slot, plain);
+          plain.fill(0);
+          n++;
+        }
+        this.db.prepare('UPDATE admin_totp SET secret = ?, pending = ? WHERE principal_id = ?').run(next.secret, next.pending, r.principal_id);
+      }
+    })();
+    legacy.fill(0);
+    return n;
   }
 
   now(): number {
@@ -199,7 +258,7 @@ export class AdminTotp {
   private seal(principalId: string, slot: string, secret: Buffer): Buffer {
     const iv = randomBytes(12);
     const c = createCipheriv('aes-256-gcm', this.key, iv);
-    c.setAAD(Buffer.from(`admin_totp ${principalId} ${slot}`));
+    c.setAAD(Buffer.from(`admin_totp v${SEAL_VERSION} ${principalId} ${slot}`));
     const ct = Buffer.concat([c.update(secret), c.final()]);
     return Buffer.concat([Buffer.from([SEAL_VERSION]), iv, ct, c.getAuthTag()]);
   }
@@ -208,7 +267,7 @@ export class AdminTotp {
     try {
       if (blob[0] !== SEAL_VERSION || blob.length < 1 + 12 + 16 + 1) throw new Error('format');
       const d = createDecipheriv('aes-256-gcm', this.key, blob.subarray(1, 13));
-      d.setAAD(Buffer.from(`admin_totp ${principalId} ${slot}`));
+      d.setAAD(Buffer.from(`admin_totp v${SEAL_VERSION} ${principalId} ${slot}`));
       d.setAuthTag(blob.subarray(blob.length - 16));
       return Buffer.concat([d.update(blob.subarray(13, blob.length - 16)), d.final()]);
     } catch {
@@ -331,8 +390,11 @@ export class AdminTotp {
 /** What AdminTotp needs of a vault (kept structural: auth/ does not depend on vault.ts). */
 export interface TotpVault {
   db: { sqlite: Database.Database };
-  keyring: { forLog(log: string): { signingSeed: Buffer } };
+  keyring: { vaultKey(purpose: string): Buffer; forLog(log: string): { signingSeed: Buffer } };
 }
+
+/** The keyring's vault-level key that seals the admins' TOTP secrets (docs/ENCRYPTION.md). */
+export const TOTP_KEY_PURPOSE = 'totp-secrets';
 
 const stores = new WeakMap<object, AdminTotp>();
 const clocks = new WeakMap<object, () => number>();
@@ -353,7 +415,10 @@ export function adminClock(vault: object): () => number {
 export function adminTotp(vault: TotpVault): AdminTotp {
   let s = stores.get(vault);
   if (!s) {
-    s = new AdminTotp(vault.db.sqlite, totpSealingKey(vault.keyring.forLog('audit').signingSeed), { now: adminClock(vault) });
+    s = new AdminTotp(vault.db.sqlite, vault.keyring.vaultKey(TOTP_KEY_PURPOSE), {
+      now: adminClock(vault),
+      legacyKey: () => legacyTotpSealingKey(vault.keyring.forLog('audit').signingSeed),
+    });
     stores.set(vault, s);
   }
   return s;

@@ -6,6 +6,7 @@ import { createInterface } from 'node:readline';
 import type { Readable } from 'node:stream';
 import {
   parseVerifierKey,
+  KEY_TYPE_COSIGNATURE,
   verifyProofFile,
   openCheckpoint,
   verifyConsistency,
@@ -22,6 +23,9 @@ import { CustodyClient, ApiError } from './client.js';
 import { HttpSource, DataDirSource, type LogSource } from './sources.js';
 import { verifyLog, type VerifyReport } from './verifier.js';
 import { TrustStore } from './trust.js';
+import { Keyring } from '../crypto/keyring.js';
+import { dataDirDbKey, openEncrypted } from '../storage/sqlite.js';
+import { logLocation } from '../server/read.js';
 import { ProgressBar } from './progress.js';
 
 export interface ClientFlags {
@@ -126,10 +130,69 @@ function sourceOf(o: ClientFlags & { data?: string }): LogSource {
   return new HttpSource(c);
 }
 
+/** A log as `custody logs` shows it: GET /v1/logs, or the same read from a data directory. */
+interface LogDescription {
+  name: string;
+  origin: string;
+  region?: string;
+  kind?: string;
+  verifierKey: string;
+  size?: number;
+  storage?: { kind?: string; path?: string };
+  key?: { provider?: string; kekId?: number; keyArn?: string; region?: string; problem?: string };
+  [more: string]: unknown;
+}
+
+/** The logs of a data directory with where each lives (offline; stop the server or not, it only reads). */
+async function describeDataDir(dataDir: string): Promise<LogDescription[]> {
+  const src = new DataDirSource(dataDir);
+  try {
+    const keyring = Keyring.load(join(dataDir, 'keyring.json'));
+    const db = openEncrypted(join(dataDir, 'custody.db'), dataDirDbKey(keyring, dataDir, 'custody'), { what: 'the vault database', readonly: true });
+    let rows: Array<{ name: string; region: string; kind: string }>;
+    try {
+      rows = db.prepare('SELECT name, region, kind FROM logs').all() as typeof rows;
+    } finally {
+      db.close();
+    }
+    const out: LogDescription[] = [];
+    for (const info of await src.listLogs()) {
+      const row = rows.find((r) => r.name === info.name);
+      let size: number | undefined;
+      try {
+        size = Number((await src.checkpoint(info.name)).split('\n')[1]);
+      } catch {
+        size = undefined;
+      }
+      out.push({ ...info, region: row?.region, kind: row?.kind, size, ...logLocation(dataDir, join(dataDir, 'logs', info.name), () => keyring.forLog(info.name)) });
+    }
+    return out;
+  } finally {
+    src.close();
+  }
+}
+
+/** The KEY column: provider, KMS key and the active key id. */
+function keyText(k: LogDescription['key']): string {
+  if (!k) return '-';
+  if (k.problem) return `${k.provider ?? '?'} (${k.problem.slice(0, 60)})`;
+  return [k.provider ?? '?', k.keyArn, k.kekId !== undefined ? `kek ${k.kekId}` : undefined].filter(Boolean).join(' ');
+}
+
 export async function logsList(o: ClientFlags & { data?: string }): Promise<void> {
-  const src = sourceOf(o);
-  const logs = await src.listLogs();
-  print(o.json, { logs }, () => logs.map((l) => `${l.name.padEnd(10)} ${l.verifierKey}`).join('\n'));
+  let logs: LogDescription[];
+  if (o.data) logs = await describeDataDir(resolve(o.data));
+  else {
+    const c = new CustodyClient(o);
+    c.requireToken();
+    logs = (await c.json<{ logs: LogDescription[] }>('GET', '/v1/logs')).logs;
+  }
+  print(o.json, { logs }, () => {
+    const head = ['NAME', 'REGION', 'KIND', 'ENTRIES', 'STORAGE', 'KEY', 'VERIFIER KEY'];
+    const body = logs.map((l) => [l.name, l.region ?? '-', l.kind ?? '-', l.size === undefined ? '-' : String(l.size), l.storage?.path ? `${l.storage.kind ?? ''} ${l.storage.path}`.trim() : '-', keyText(l.key), l.verifierKey]);
+    const widths = head.map((h, i) => Math.max(h.length, ...body.map((r) => r[i]!.length)));
+    return [head, ...body].map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]!))).join('  ')).join('\n');
+  });
 }
 
 // ---- append --------------------------------------------------------------------------
@@ -222,7 +285,8 @@ function shreddedText(r: VerifyReport): string {
   return (r.shredded ?? []).map((x) => `\n      ${x.message}.`).join('');
 }
 
-export async function verify(o: ClientFlags & { data?: string; log?: string; key?: string; full?: boolean; trustFile?: string }): Promise<boolean> {
+export async function verify(o: ClientFlags & { data?: string; log?: string; key?: string; full?: boolean; trustFile?: string; hashesOnly?: boolean; witness?: string[]; witnessPolicy?: number }): Promise<boolean> {
+  const witnessKeys = checkWitnessFlags(o.witness, o.witnessPolicy);
   const src = sourceOf(o);
   const trust = new TrustStore(o.trustFile);
   const logs = (await src.listLogs()).filter((l) => !o.log || l.name === o.log);
@@ -238,6 +302,8 @@ export async function verify(o: ClientFlags & { data?: string; log?: string; key
       key: o.key,
       full: o.full,
       hash: nativeSha256,
+      hashesOnly: !!o.hashesOnly,
+      ...witnessKeys,
       onProgress: (d, t) => {
         bar.setTotal(t);
         bar.update(d);
@@ -267,17 +333,47 @@ export async function verify(o: ClientFlags & { data?: string; log?: string; key
   }
   src.close();
   const ok = reports.every((r) => r.ok);
-  print(o.json, { ok, source: src.description, trustFile: trust.path, logs: reports, reported }, () =>
+  const hashesNote = o.hashesOnly ? ['Hashes only: entry bundles were NOT read (signatures, tiles, root and consistency were checked); the trusted checkpoint was not updated. Run without --hashes-only to check the entries.'] : [];
+  print(o.json, { ok, source: src.description, trustFile: trust.path, ...(o.hashesOnly ? { hashesOnly: true, entriesRead: false } : {}), logs: reports, reported }, () =>
     reports
       .map((r) =>
-        r.ok
+        r.ok && r.hashesOnly
+          ? `OK    ${r.log}: ${r.size} entries, root ${r.rootHash}; ${r.entriesChecked} leaf hashes and ${r.tilesChecked} tiles checked from the stored tiles (entries not read) in ${r.seconds.toFixed(1)} s.${shreddedText(r)}`
+          : r.ok
           ? `OK    ${r.log}: ${r.size} entries, root ${r.rootHash}; ${r.entriesChecked} entries and ${r.tilesChecked} tiles recomputed${r.resumedFrom > 0 ? ` (resumed from the trusted checkpoint at ${r.resumedFrom})` : ''} in ${r.seconds.toFixed(1)} s.${shreddedText(r)}`
           : [`FAIL  ${r.log}: ${r.problems.length} problem(s):`, ...r.problems.map((p) => `  - [${p.kind}] ${p.where}: ${p.message}`), '  The trusted checkpoint was not updated.'].join('\n') + shreddedText(r),
       )
-      .concat(reported)
+      .concat(reported, hashesNote, cosignerLines(reports))
       .join('\n'),
   );
   return ok;
+}
+
+/** --witness keys must be witness keys (type 0x04), and the policy at most their number. */
+function checkWitnessFlags(keys: string[] | undefined, policy: number | undefined): { witnesses?: string[]; witnessPolicy?: number } {
+  if (!keys || keys.length === 0) {
+    if (policy) throw new CustodyError('BAD_REQUEST', '--witness-policy needs the witnesses\' keys: pass --witness <vkey> (repeatable).');
+    return {};
+  }
+  for (const k of keys) {
+    let v;
+    try {
+      v = parseVerifierKey(k);
+    } catch (e) {
+      throw new CustodyError('BAD_REQUEST', `--witness ${k}: ${(e as Error).message}`);
+    }
+    if (v.type !== KEY_TYPE_COSIGNATURE) throw new CustodyError('BAD_REQUEST', `--witness ${k} is not a witness key (cosignature/v1, type 0x04).`);
+  }
+  const k = policy ?? keys.length;
+  if (k > keys.length) throw new CustodyError('BAD_REQUEST', `--witness-policy ${k} is more than the ${keys.length} witness keys given.`);
+  return { witnesses: keys, witnessPolicy: k };
+}
+
+/** "cosigned by" lines of verify reports checked against witness keys. */
+function cosignerLines(reports: VerifyReport[]): string[] {
+  return reports
+    .filter((r) => r.cosigners)
+    .map((r) => `      ${r.log}: cosigned by ${r.cosigners!.filter((c) => c.status === 'signed').map((c) => c.name).join(', ') || 'no witness you trust'}${r.cosigners!.some((c) => c.status !== 'signed') ? `; not by ${r.cosigners!.filter((c) => c.status !== 'signed').map((c) => `${c.name} (${c.status})`).join(', ')}` : ''}`);
 }
 
 /** Problems that mean the log's history changed under a checkpoint this auditor verified. */

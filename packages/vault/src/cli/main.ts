@@ -6,7 +6,7 @@ import { Command, Option, InvalidArgumentError } from 'commander';
 
 import { CustodyError } from '../errors.js';
 import { VerifyError } from '@custody/verify';
-import { initVault, resolveDataDir } from '../vault.js';
+import { initVault, isInitialised, resolveDataDir } from '../vault.js';
 import { ApiError } from './client.js';
 import { serve, printInit } from './serve.js';
 import * as cmd from './commands.js';
@@ -33,6 +33,13 @@ program
   .description('Custody: a write-only, tamper-evident vault for security data.')
   .showHelpAfterError('(run custody --help for the commands)');
 
+// ---- a protected keyring: its passphrase (or AWS KMS) for every command on a data directory (docs/ENCRYPTION.md) ----
+// (the options are added to every command with --data, just before parsing: keys.ts addPassphraseOptions)
+program.hook('preAction', async (_program, action) => {
+  jsonOutput = !!action.opts<{ json?: boolean }>().json;
+  await (await import('./keys.js')).prepareKeyring(action.opts(), action);
+});
+
 program
   .command('init')
   .description('create a new vault in a data directory (serve does this on its first start)')
@@ -41,12 +48,24 @@ program
   .option('--regions <list>', 'comma-separated regions, one log each; a vault with a list refuses records for other regions (default: "local", and a region seen in a record gets its own log on first sight)')
   .option('--auto-regions', 'with --regions: still create a log for a new region on first sight')
   .option('--retention-days <n>', 'how long the logs keep their data (default 365); it can later be extended, never shortened', intArg('--retention-days', 1, 36500))
+  .option('--kms-key <region=key>', "keep the keys in AWS KMS: a region's KMS key ARN or alias (repeatable, one per region; the regions default to these; docs/ENCRYPTION.md)", (v: string, prev: string[] = []) => [...prev, v])
+  .option('--region-dir <region=dir>', "keep a region's log in this directory, e.g. a volume in that region (repeatable; docs/DESIGN.md, Regions)", (v: string, prev: string[] = []) => [...prev, v])
   .addOption(jsonOpt())
-  .action(async (o: { data?: string; prefix?: string; regions?: string; autoRegions?: boolean; retentionDays?: number; json?: boolean }) => {
+  .action(async (o: { data?: string; prefix?: string; regions?: string; autoRegions?: boolean; retentionDays?: number; kmsKey?: string[]; regionDir?: string[]; json?: boolean }) => {
     jsonOutput = !!o.json;
     process.umask(0o077);
     const dir = resolveDataDir(o.data);
-    const r = initVault(dir, { prefix: o.prefix, regions: o.regions?.split(',').map((s) => s.trim()).filter(Boolean), ...(o.autoRegions ? { regionMode: 'auto' as const } : {}) });
+    let regions = o.regions?.split(',').map((s) => s.trim()).filter(Boolean);
+    let kms: { keyring: import('../crypto/keyring.js').Keyring } | undefined;
+    if (o.kmsKey) {
+      const k = await import('./keys.js');
+      if (isInitialised(dir)) throw new CustodyError('CONFIG', `${dir} already holds a vault; it is never initialised twice.`);
+      const made = await k.createKmsKeyring(dir, k.parseKmsKeys(o.kmsKey), regions, { ...o, autoRegions: o.autoRegions });
+      regions = made.regions;
+      kms = { keyring: made.keyring };
+    }
+    const regionDirs = (await import('../storage/region-dirs.js')).parseRegionDirs(o.regionDir);
+    const r = initVault(dir, { prefix: o.prefix, regions, regionDirs, ...(o.autoRegions ? { regionMode: 'auto' as const } : {}), ...(kms ? { keyring: kms.keyring, regionMode: 'fixed' as const } : {}) });
     if (o.retentionDays !== undefined) {
       const { setInitialRetention } = await import('../lifecycle/index.js');
       setInitialRetention(dir, o.retentionDays, r.logs.map((l) => l.name));
@@ -64,6 +83,7 @@ program
   .option('--checkpoint-interval <ms>', 'longest wait before new entries are in a signed checkpoint', intArg('--checkpoint-interval', 10, 60000), 100)
   .option('--prefix <prefix>', 'origin prefix, used only when initialising')
   .option('--regions <list>', 'comma-separated regions, used only when initialising')
+  .option('--region-dir <region=dir>', "keep a region's log in this directory (repeatable); kept in vault.json, a missing directory stops the start; an existing log is never moved", (v: string, prev: string[] = []) => [...prev, v])
   .option('--tls-cert <file>', 'PEM certificate: serve HTTPS')
   .option('--tls-key <file>', 'PEM private key for --tls-cert')
   .option('--tls-client-ca <file>', 'PEM CA: writers must also present a client certificate it signed (mutual TLS; auditors and admins need none; docs/TLS.md)')
@@ -74,14 +94,25 @@ program
   .option('--syslog-token-file <file>', 'file holding the writer token syslog messages are stored as (default: $CUSTODY_SYSLOG_TOKEN)')
   .option('--syslog-tls-ca <file>', 'PEM CA: syslog TLS clients must present a certificate it signed (its CN is recorded)')
   .option('--no-search', 'do not keep the search index up to date or serve /v1/search (docs/SEARCH.md)')
-  .action(async (o: { data?: string; host: string; port: number; checkpointInterval: number; prefix?: string; regions?: string; tlsCert?: string; tlsKey?: string; tlsClientCa?: string; logLevel?: string; syslogPort?: number; syslogTlsPort?: number; syslogHost?: string; syslogTokenFile?: string; syslogTlsCa?: string; search: boolean }) => {
+  .option('--witness <name=url=vkey>', 'a witness that must cosign checkpoints before they are published (repeatable; docs/WITNESS.md)', (v: string, prev: string[] = []) => [...prev, v])
+  .option('--witnesses-file <file>', 'witnesses, one "<name>=<url>=<vkey>" per line')
+  .option('--witness-policy <k>', 'publish a checkpoint once k witnesses cosigned it (default: all of them)', intArg('--witness-policy', 1, 100))
+  // --- archive tier (docs/ARCHIVE.md) ---
+  .option('--archive-dir <dir>', 'archive tier on disk: move sealed entry bundles and blobs older than --archive-after days here (default: off)')
+  .option('--archive <s3url>', 'archive tier on S3: s3://bucket/prefix (instead of --archive-dir)')
+  .option('--archive-after <days>', "age in days (by the entries' receive time) after which bundles move to the archive", intArg('--archive-after', 0, 36500))
+  .addOption(new Option('--archive-storage-class <class>', 'S3 storage class of archived objects (default STANDARD)').choices(['STANDARD', 'STANDARD_IA', 'GLACIER_IR', 'GLACIER', 'DEEP_ARCHIVE']))
+  .option('--archive-restore-days <n>', 'S3 GLACIER/DEEP_ARCHIVE: days a restored copy stays readable (default 7)', intArg('--archive-restore-days', 1, 365))
+  .action(async (o: { witness?: string[]; witnessesFile?: string; witnessPolicy?: number; data?: string; host: string; port: number; checkpointInterval: number; prefix?: string; regions?: string; regionDir?: string[]; tlsCert?: string; tlsKey?: string; tlsClientCa?: string; logLevel?: string; syslogPort?: number; syslogTlsPort?: number; syslogHost?: string; syslogTokenFile?: string; syslogTlsCa?: string; search: boolean } & import('./aws.js').ArchiveFlags) => {
     await serve({
+      ...(await import('./aws.js')).archiveOptions(o),
       data: resolveDataDir(o.data),
       host: o.host,
       port: o.port,
       checkpointInterval: o.checkpointInterval,
       prefix: o.prefix,
       regions: o.regions?.split(',').map((s) => s.trim()).filter(Boolean),
+      regionDir: o.regionDir,
       tlsCert: o.tlsCert,
       tlsKey: o.tlsKey,
       tlsClientCa: o.tlsClientCa,
@@ -92,7 +123,56 @@ program
       syslogTokenFile: o.syslogTokenFile,
       syslogTlsCa: o.syslogTlsCa,
       search: o.search,
+      witness: o.witness,
+      witnessesFile: o.witnessesFile,
+      witnessPolicy: o.witnessPolicy,
     });
+  });
+
+// ---- witnesses (docs/WITNESS.md) ----
+const witness = program.command('witness').description('run a witness: it cosigns checkpoints of the logs it follows only when they extend what it cosigned before (C2SP tlog-witness)');
+witness
+  .command('init')
+  .description('create a witness (a new Ed25519 cosigning key) in a directory and print its verifier key')
+  .requiredOption('--data <dir>', 'the witness directory')
+  .requiredOption('--name <name>', 'its key name, e.g. witness.example.org')
+  .addOption(jsonOpt())
+  .action(async (o: { data: string; name: string; json?: boolean }) => {
+    jsonOutput = !!o.json;
+    (await import('../witness/cli.js')).witnessInit(o);
+  });
+witness
+  .command('add-log')
+  .description("witness a log: its origin and its verifier key (custody logs prints both)")
+  .requiredOption('--data <dir>', 'the witness directory')
+  .requiredOption('--origin <origin>', "the log's origin, e.g. custody-1a2b/local")
+  .requiredOption('--vkey <vkey>', "the log's verifier key")
+  .addOption(jsonOpt())
+  .action(async (o: { data: string; origin: string; vkey: string; json?: boolean }) => {
+    jsonOutput = !!o.json;
+    (await import('../witness/cli.js')).witnessAddLog(o);
+  });
+witness
+  .command('logs')
+  .description('the logs a witness follows and the size it last cosigned for each')
+  .requiredOption('--data <dir>', 'the witness directory')
+  .addOption(jsonOpt())
+  .action(async (o: { data: string; json?: boolean }) => {
+    jsonOutput = !!o.json;
+    (await import('../witness/cli.js')).witnessLogs(o);
+  });
+witness
+  .command('serve')
+  .description('serve POST /add-checkpoint (C2SP tlog-witness)')
+  .requiredOption('--data <dir>', 'the witness directory')
+  .option('--host <addr>', 'address to listen on', '127.0.0.1')
+  .option('--port <n>', 'port to listen on', intArg('--port', 0, 65535), 8900)
+  .option('--prefix <path>', 'URL path before /add-checkpoint, e.g. /witness')
+  .option('--tls-cert <file>', 'PEM certificate: serve HTTPS')
+  .option('--tls-key <file>', 'PEM private key for --tls-cert')
+  .option('--log-level <level>', 'log level (fatal, error, warn, info, debug)')
+  .action(async (o: { data: string; host: string; port: number; prefix?: string; tlsCert?: string; tlsKey?: string; logLevel?: string }) => {
+    await (await import('../witness/cli.js')).witnessServe(o);
   });
 
 const token = program.command('token').description('create, list and revoke principals (admin)');
@@ -230,7 +310,7 @@ admin
 
 program
   .command('logs')
-  .description('list the logs with their verifier keys')
+  .description('list the logs: region, kind, entries, where each is stored, its key, its verifier key')
   .option('--data <dir>', 'read this data directory instead of the API')
   .addOption(urlOpt())
   .addOption(tokenOpt())
@@ -307,6 +387,9 @@ program
   .option('--data <dir>', 'read a data directory instead of a server')
   .option('--key <vkey>', 'pin the verifier key (name+hash+base64) instead of trusting the stored one')
   .option('--full', 'recompute from entry 0 even when the last trusted checkpoint allows resuming')
+  .option('--hashes-only', 'read no entry bundle (archived ones need no restore): check signatures, tiles, root and consistency from the stored leaf hashes (docs/ARCHIVE.md)')
+  .option('--witness <vkey>', 'a witness key you trust: report its cosignature on each checkpoint (repeatable; docs/WITNESS.md)', (v: string, prev: string[] = []) => [...prev, v])
+  .option('--witness-policy <k>', 'fail unless k of the --witness keys cosigned each checkpoint (default: all given)', intArg('--witness-policy', 1, 100))
   .option('--trust-file <file>', 'where trusted checkpoints are kept (default: ~/.config/custody/trust.json or $CUSTODY_TRUST_FILE)')
   .addOption(urlOpt())
   .addOption(tokenOpt())
@@ -384,11 +467,13 @@ program
   .option('--key <vkey>', "a log's verifier key you trust (repeatable); logs you trusted before (trust file) count too", repeat)
   .option('--witness <vkey>', 'a witness key you trust (repeatable)', repeat)
   .option('--quorum <n>', 'witness cosignatures every checkpoint needs', intArg('--quorum', 0, 100), 0)
+  .option('--witness-policy <k>', 'the same as --quorum (the name custody verify and serve use)', intArg('--witness-policy', 0, 100))
   .option('--trust-file <file>', 'trusted keys (see verify)')
   .addOption(jsonOpt())
   .action(async (bundle: string, o) => {
     jsonOutput = !!o.json;
     const { verifyBundleCommand } = await import('./export.js');
+    if (o.witnessPolicy !== undefined) o.quorum = Math.max(o.quorum ?? 0, o.witnessPolicy);
     process.exitCode = verifyBundleCommand(bundle, o);
   });
 
@@ -554,11 +639,21 @@ retention
     jsonOutput = !!o.json;
     await (await import('./retention.js')).retentionPurge(log, o);
   });
-program
-  .command('keys')
-  .description("a log's encryption keys")
+const keys = program.command('keys').description("a log's encryption keys, and the keyring's passphrase");
+keys
+  .command('passphrase')
+  .description('protect the keyring with a passphrase, or change it (offline: stop the server first); the current one comes from --passphrase-file, $CUSTODY_PASSPHRASE or the terminal')
+  .addOption(dataOpt())
+  .option('--new-passphrase-file <file>', 'file holding the new passphrase (default: $CUSTODY_NEW_PASSPHRASE, else asked twice on the terminal)')
+  .addOption(jsonOpt())
+  .action(async (o: { data?: string; newPassphraseFile?: string; json?: boolean }) => {
+    jsonOutput = !!o.json;
+    await (await import('./keys.js')).keysPassphrase(o);
+  });
+keys
   .command('rotate <log>')
   .description('ask to rotate the encryption key (KEK) of a log; the signing key stays; a different admin approves it')
+  .option('--kms-key <key>', "a vault with AWS KMS keys: new bundles of the log use this KMS key of the log's region (ARN or alias); old bundles keep theirs")
   .option('--expires <minutes>', 'the request expires after this many minutes (default 1440)', intArg('--expires', 1, 10080))
   .addOption(totpOpt())
   .addOption(urlOpt())
@@ -567,6 +662,25 @@ program
   .action(async (log: string, o) => {
     jsonOutput = !!o.json;
     await (await import('./retention.js')).keysRotate(log, o);
+  });
+
+// ---- AWS: the archive bucket's lifecycle (docs/ARCHIVE.md) ----
+const aws = program.command('aws').description('AWS helpers for the archive tier (docs/ARCHIVE.md)');
+aws
+  .command('lifecycle')
+  .description("print (default, JSON) or apply an S3 lifecycle configuration that moves the archive's sealed bundles and blobs to a colder class after N days; tiles and checkpoints never move; nothing expires")
+  .option('--bucket <name>', 'the archive bucket (or s3://bucket/prefix); needed with --apply')
+  .option('--prefix <prefix>', 'the archive prefix (as in --archive s3://bucket/<prefix>)')
+  .option('--logs <list>', 'comma-separated log names (default: the logs of --data)')
+  .addOption(dataOpt())
+  .option('--after-days <n>', 'days after which objects move (default 90)', intArg('--after-days', 0, 36500))
+  .addOption(new Option('--storage-class <class>', 'the class to move to (default GLACIER_IR)').choices(['GLACIER_IR', 'GLACIER', 'DEEP_ARCHIVE', 'STANDARD_IA']))
+  .option('--apply', 'put the configuration on the bucket (keeps its rules not named custody-*), then read it back')
+  .option('--endpoint <url>', 'S3 endpoint URL (default: $AWS_ENDPOINT_URL_S3 or $AWS_ENDPOINT_URL)')
+  .addOption(jsonOpt())
+  .action(async (o) => {
+    jsonOutput = !o.apply || !!o.json;
+    await (await import('./aws.js')).awsLifecycleCommand(o);
   });
 
 // ---- TLS certificates for trying it out (docs/TLS.md) ----
@@ -617,6 +731,7 @@ function fail(code: string, message: string): void {
   process.exitCode = 2;
 }
 
+(await import('./keys.js')).addPassphraseOptions(program);
 try {
   await program.parseAsync(process.argv);
 } catch (e) {

@@ -78,6 +78,6 @@ export function retentionPurge(log: string, o: ClientFlags & { totp?: string; ex
   return requestAction(o, 'purge', { log });
 }
 
-export function keysRotate(log: string, o: ClientFlags & { totp?: string; expires?: number }): Promise<void> {
-  return requestAction(o, 'log.rotate-keys', { log });
+export function keysRotate(log: string, o: ClientFlags & { totp?: string; expires?: number; kmsKey?: string }): Promise<void> {
+  return requestAction(o, 'log.rotate-keys', o.kmsKey !== undefined ? { log, kmsKey: o.kmsKey } : { log });
 }

@@ -4,21 +4,27 @@ import { join } from 'node:path';
 import { pino, type Logger } from 'pino';
 import { createSecureContext } from 'node:tls';
 import { CustodyError } from '../errors.js';
-import { Vault, initVault, isInitialised, type InitResult } from '../vault.js';
+import { Vault, initVault, isInitialised, applyRegionDirs, type InitResult } from '../vault.js';
+import { parseRegionDirs } from '../storage/region-dirs.js';
 import { buildServer, Metrics } from '../server/index.js';
 import { startSyslog, type SyslogServer } from '../ingest/protocols/syslog.js';
 import { SearchIndex } from '../search/index.js';
 import { startServices, type Services } from '../services.js';
 import { loadWriterCa, requireWriterCertificates } from '../server/mtls.js';
 import { plaintextForBenchmark } from '../crypto/compress.js';
+import { witnessSetFromFlags, type WitnessSet } from '../witness/client.js';
 
 export interface ServeOptions {
   data: string;
+  /** The archive tier (docs/ARCHIVE.md); absent: off. */
+  archive?: import('../lifecycle/archive.js').ArchiveOptions;
   host: string;
   port: number;
   checkpointInterval?: number;
   prefix?: string;
   regions?: string[];
+  /** `--region-dir <region>=<dir>` flags: where a region's log lives (storage/region-dirs.ts). */
+  regionDir?: string[];
   tlsCert?: string;
   tlsKey?: string;
   /** PEM CA: writers must present a client certificate it signed (server/mtls.ts, docs/TLS.md). */
@@ -35,6 +41,10 @@ export interface ServeOptions {
   syslogTlsCa?: string;
   /** Keep the search index (docs/SEARCH.md) up with the logs and serve /v1/search (default true). */
   search?: boolean;
+  /** Witnesses "<name>=<url>=<vkey>", a file of them, and the k of k-of-n (docs/WITNESS.md). */
+  witness?: string[];
+  witnessesFile?: string;
+  witnessPolicy?: number;
 }
 
 export function printInit(r: InitResult, dataDir: string): void {
@@ -160,12 +170,16 @@ async function startSyslogListeners(plan: SyslogPlan, vault: Vault, logger: Logg
 export async function serve(o: ServeOptions): Promise<void> {
   process.umask(0o077); // everything the vault writes is readable by its own user only
   const logger = pino({ level: o.logLevel ?? process.env.CUSTODY_LOG_LEVEL ?? 'info', redact: ['req.headers.authorization', 'headers.authorization'] });
-  if (!isInitialised(o.data)) printInit(initVault(o.data, { prefix: o.prefix, regions: o.regions }), o.data);
+  const regionDirs = parseRegionDirs(o.regionDir);
+  if (!isInitialised(o.data)) printInit(initVault(o.data, { prefix: o.prefix, regions: o.regions, regionDirs }), o.data);
   const release = takeLock(o.data);
   let https: { key: Buffer; cert: Buffer } | undefined;
   let writerCa: ReturnType<typeof loadWriterCa> | undefined;
   let syslogPlan: SyslogPlan;
+  let witnesses: WitnessSet | undefined;
   try {
+    applyRegionDirs(o.data, regionDirs);
+    witnesses = witnessSetFromFlags(o, logger);
     if (o.tlsCert || o.tlsKey) https = loadTls(o.tlsCert, o.tlsKey);
     if (o.tlsClientCa !== undefined) {
       if (!https) throw new CustodyError('CONFIG', '--tls-client-ca needs HTTPS: pass --tls-cert and --tls-key too (custody tls self-signed makes a pair for trying it out).');
@@ -182,6 +196,7 @@ export async function serve(o: ServeOptions): Promise<void> {
     vault = await Vault.open(o.data, {
       logger,
       checkpointIntervalMs: o.checkpointInterval,
+      witnesses,
       onPublish: (log, _cp, s) => metrics.integration.observe({ log }, s.ms / 1000),
     });
   } catch (e) {
@@ -203,7 +218,7 @@ export async function serve(o: ServeOptions): Promise<void> {
   }
   let services: Services;
   try {
-    services = await startServices(vault, { logger });
+    services = await startServices(vault, { logger, ...(o.archive ? { archive: o.archive } : {}) });
   } catch (e) {
     await search?.close();
     await vault.close();
@@ -229,6 +244,7 @@ export async function serve(o: ServeOptions): Promise<void> {
   }
   const scheme = https ? 'https' : 'http';
   if (writerCa) process.stdout.write(`Writers must present a client certificate signed by ${writerCa.policy.caNames}.\n`);
+  if (witnesses) process.stdout.write(`Checkpoints are published once ${witnesses.policy} of ${witnesses.witnesses.length} witnesses cosign them (${witnesses.witnesses.map((w) => w.name).join(', ')}).\n`);
   process.stdout.write(`Custody is listening on ${scheme}://${o.host}:${o.port} (data: ${o.data}, logs: ${[...vault.logs.keys()].join(', ')})\n`);
   let stopping = false;
   const stop = async (sig: string): Promise<void> => {

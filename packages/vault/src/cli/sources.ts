@@ -161,6 +161,7 @@ export class DataDirSource implements LogSource {
       b = await this.store(log).readBundle(index, width);
     } catch (e) {
       if (e instanceof CustodyError && e.code === 'STORAGE_CORRUPT') throw new SourceError('corrupt', e.message);
+      if (e instanceof CustodyError && (e.code === 'ARCHIVE_UNAVAILABLE' || e.code === 'ARCHIVE_RESTORE_PENDING')) throw new SourceError('unavailable', e.message); // docs/ARCHIVE.md
       if (e instanceof CustodyError && e.code === 'ENTRY_SHREDDED') {
         throw onRecord() ?? new SourceError('missing', `${path} is missing; the log's shredded.json names purge #${String(e.details?.['purge'])}, but custody.db records no such purge`);
       }

@@ -3,6 +3,13 @@
  * from the entry bundles, rebuilds every hash tile and compares it with the stored one,
  * checks the root, and proves the log still extends the checkpoint this auditor trusted
  * last time. With a trusted checkpoint it resumes from there instead of from zero.
+ *
+ * With `hashesOnly` (custody verify --hashes-only, docs/ARCHIVE.md) it reads no entry bundle:
+ * the leaf hashes come from the stored level-0 tiles, and everything above them — every
+ * higher tile, the root against the signed checkpoint, consistency with the trusted
+ * checkpoint — is recomputed as usual. Archived bundles that need a restore are not needed.
+ * It proves the tree, not that the stored entries still hash to their leaves, so it never
+ * moves the trusted checkpoint forward (a later full verify must still read those entries).
  */
 import {
   openCheckpoint,
@@ -14,6 +21,8 @@ import {
   fromBase64,
   bytesEqual,
   hashLeaf,
+  checkCosignatures,
+  type CosignatureCheck,
   type Checkpoint,
   type Sha256,
 } from '@custody/verify';
@@ -34,11 +43,13 @@ export type ProblemKind =
   | 'NOT_A_PREFIX'
   | 'BUNDLE_MISSING'
   | 'BUNDLE_CORRUPT'
+  | 'BUNDLE_UNAVAILABLE'
   | 'ENTRY_MALFORMED'
   | 'TILE_MISSING'
   | 'TILE_MISMATCH'
   | 'ROOT_MISMATCH'
-  | 'SOURCE_UNAVAILABLE';
+  | 'SOURCE_UNAVAILABLE'
+  | 'WITNESS_POLICY';
 
 export interface Problem {
   kind: ProblemKind;
@@ -64,6 +75,12 @@ export interface VerifyReport {
    * was checked from the stored leaf hashes there (hashes only). Not a problem.
    */
   shredded: Array<ShredInfo & { message: string }>;
+  /** With witness keys: each witness and whether its cosignature on the checkpoint verifies. */
+  cosigners?: CosignatureCheck[];
+  /** True with --hashes-only: no entry bundle was read; entriesChecked counts leaf hashes. */
+  hashesOnly: boolean;
+  /** False with --hashes-only: the trusted checkpoint was not updated. */
+  trustUpdated: boolean;
 }
 
 export interface VerifyOptions {
@@ -73,6 +90,11 @@ export interface VerifyOptions {
   /** Recompute from entry 0 even when a trusted checkpoint allows resuming. */
   full?: boolean;
   hash: Sha256;
+  /** Witness cosignature keys (type 0x04) and how many must have cosigned (docs/WITNESS.md). */
+  witnesses?: string[];
+  witnessPolicy?: number;
+  /** Read no entry bundle: check the tree from the stored leaf hashes (docs/ARCHIVE.md). */
+  hashesOnly?: boolean;
   onProgress?: (done: number, total: number) => void;
 }
 
@@ -124,6 +146,8 @@ export async function verifyLog(source: LogSource, info: LogInfo, opts: VerifyOp
     problems: problems.list,
     verifierKey: opts.key ?? trusted?.verifierKey ?? info.verifierKey,
     shredded: [],
+    hashesOnly: !!opts.hashesOnly,
+    trustUpdated: false,
   };
   const shreds = new Map<number, ShredInfo>();
   const noteShred = (s: ShredInfo): void => {
@@ -153,6 +177,17 @@ export async function verifyLog(source: LogSource, info: LogInfo, opts: VerifyOp
   }
   report.size = cp.size;
   report.rootHash = toBase64(cp.rootHash);
+  if (opts.witnesses && opts.witnesses.length > 0) {
+    // Cosignatures (C2SP tlog-cosignature): at least `witnessPolicy` of the witnesses must have
+    // cosigned this checkpoint; the rest of the log is still checked, but it is not trusted.
+    const cs = checkCosignatures(cpText, opts.witnesses.map((k) => parseVerifierKey(k)), opts.witnessPolicy ?? opts.witnesses.length);
+    report.cosigners = cs.witnesses;
+    if (!cs.ok) {
+      const by = cs.witnesses.filter((w) => w.status === 'signed').map((w) => w.name);
+      const bad = cs.witnesses.filter((w) => w.status === 'invalid').map((w) => w.name);
+      problems.add('WITNESS_POLICY', 'checkpoint', `The checkpoint is cosigned by ${cs.cosigned} of the ${cs.policy} witnesses you require (${by.length ? `signed: ${by.join(', ')}` : 'none signed'}${bad.length ? `; cosignatures that do not verify: ${bad.join(', ')}` : ''}). Without them, this checkpoint could be a history shown only to you.`);
+    }
+  }
   const N = cp.size;
 
   if (trusted && trusted.size > N) {
@@ -230,7 +265,7 @@ export async function verifyLog(source: LogSource, info: LogInfo, opts: VerifyOp
   const firstBundle = Math.floor(M / TILE);
   const bundleCount = Math.ceil(N / TILE) - firstBundle;
   const widthOf = (k: number): number => Math.min(TILE, N - k * TILE);
-  const fetchBundle = prefetcher(bundleCount, async (i) => {
+  const fetchBundle = prefetcher(opts.hashesOnly ? 0 : bundleCount, async (i) => {
     const k = firstBundle + i;
     return source.bundle(info.name, k, widthOf(k));
   });
@@ -243,8 +278,10 @@ export async function verifyLog(source: LogSource, info: LogInfo, opts: VerifyOp
     const k = firstBundle + i;
     const w = widthOf(k);
     const where = tilePath({ level: 'entries', index: k, width: w });
+    // With --hashes-only the bundle is never fetched: `leaves` stays null and the stored
+    // leaf hashes (level-0 tile) are used below, as for a shredded range.
     let leaves: Uint8Array[] | null = null;
-    try {
+    if (!opts.hashesOnly) try {
       const entries = decodeBundle(await fetchBundle(i), w);
       leaves = [];
       for (let j = 0; j < w; j++) {
@@ -263,7 +300,10 @@ export async function verifyLog(source: LogSource, info: LogInfo, opts: VerifyOp
       if (e instanceof SourceError && e.kind === 'shredded' && e.shred && w === TILE && e.shred.from <= k * TILE && k * TILE < e.shred.to) {
         noteShred(e.shred); // an approved purge removed it: check these entries from the leaf hashes
       } else if (e instanceof SourceError) {
-        problems.add(e.kind === 'missing' ? 'BUNDLE_MISSING' : 'BUNDLE_CORRUPT', where, `Entry bundle ${where} (entries ${k * TILE}–${k * TILE + w - 1}): ${e.message}`);
+        if (e.kind === 'unavailable') {
+          // Archived and not readable now (restore pending, archive unreachable): not proven bad.
+          problems.add('BUNDLE_UNAVAILABLE', where, `Entry bundle ${where} (entries ${k * TILE}–${k * TILE + w - 1}) cannot be read now: ${e.message}. Its entries were not checked; \`custody verify --hashes-only\` checks the tree without them.`);
+        } else problems.add(e.kind === 'missing' ? 'BUNDLE_MISSING' : 'BUNDLE_CORRUPT', where, `Entry bundle ${where} (entries ${k * TILE}–${k * TILE + w - 1}): ${e.message}`);
       } else if ((e as { code?: string }).code === 'MALFORMED_BUNDLE') {
         problems.add('BUNDLE_CORRUPT', where, `Entry bundle ${where} (entries ${k * TILE}–${k * TILE + w - 1}) is malformed: ${(e as Error).message}`);
       } else throw e;
@@ -303,7 +343,8 @@ export async function verifyLog(source: LogSource, info: LogInfo, opts: VerifyOp
     }
   }
   finish();
-  if (report.ok) {
+  if (report.ok && !opts.hashesOnly) {
+    report.trustUpdated = true;
     opts.trust.set(info.origin, {
       verifierKey: report.verifierKey,
       size: N,

@@ -9,6 +9,12 @@
  *         iv 12 | ciphertext | tag 16
  * flags: bit 0 = the plaintext is Brotli-compressed (crypto/compress.ts); 0 before compression
  * existed, so older objects read unchanged.
+ *
+ * Version 2 (entry bundles of a log whose keys are in AWS KMS, crypto/kms.ts): the data key is
+ * a KMS data key, stored as KMS's ciphertext, and the header names the KMS key:
+ *   "CSTE" | version 2 | flags | keyIdLen u16 | keyId (UTF-8) | blobLen u16 | CiphertextBlob |
+ *   iv 12 | ciphertext | tag 16
+ * The data layer's additional data is the whole header and the context string, as in version 1.
  */
 import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
 import { CustodyError } from '../errors.js';
@@ -112,4 +118,81 @@ export function open(lookup: KekLookup, context: string, sealed: Uint8Array, wha
     throw new CustodyError('STORAGE_CORRUPT', `${what} fails authentication: it was altered, truncated or moved from another position.`, { what });
   }
   return inflateSealed(out, flags, what);
+}
+
+// ---- version 2: data keys from AWS KMS (crypto/kms.ts) ------------------------------------
+
+export const VERSION_KMS = 2;
+/** Bounds a reader enforces on a version-2 header (KMS: KeyId ≤ 2048 characters, CiphertextBlob ≤ 6144 bytes). */
+const MAX_KEY_ID = 2048;
+const MAX_BLOB = 6144;
+
+/** The version byte of a sealed object (1: local KEK, 2: AWS KMS), or 0 when it is not one. */
+export function sealedVersion(sealed: Uint8Array): number {
+  if (sealed.length < 6 || !MAGIC.equals(sealed.subarray(0, 4))) return 0;
+  return sealed[4]!;
+}
+
+export interface KmsHeader {
+  flags: number;
+  keyId: string;
+  blob: Buffer;
+  /** Bytes of the header (the additional data's first part). */
+  size: number;
+}
+
+/** Reads a version-2 header; STORAGE_CORRUPT when it is malformed. */
+export function readKmsHeader(sealed: Uint8Array, what: string): KmsHeader {
+  const s = Buffer.from(sealed.buffer, sealed.byteOffset, sealed.byteLength);
+  const bad = (why: string): never => {
+    throw new CustodyError('STORAGE_CORRUPT', `${what} is not a sealed Custody object (${why}): it was altered or replaced.`, { what });
+  };
+  if (sealedVersion(s) !== VERSION_KMS) bad('bad header');
+  if (s.length < 8) bad('truncated header');
+  const keyLen = s.readUInt16BE(6);
+  if (keyLen === 0 || keyLen > MAX_KEY_ID || s.length < 8 + keyLen + 2) bad('bad key name');
+  const keyId = s.subarray(8, 8 + keyLen).toString('utf8');
+  const blobLen = s.readUInt16BE(8 + keyLen);
+  const size = 10 + keyLen + blobLen;
+  if (blobLen === 0 || blobLen > MAX_BLOB || s.length < size + 28) bad('bad data key');
+  return { flags: s[5]!, keyId, blob: Buffer.from(s.subarray(10 + keyLen, size)), size };
+}
+
+/**
+ * Seals one object under a KMS data key (compressed first, like `seal`). The same data key may
+ * seal several versions of one bundle (its partial widths): each gets a fresh 96-bit IV.
+ */
+export function sealWithDataKey(dk: { keyId: string; plaintext: Buffer; blob: Buffer }, context: string, plaintext: Uint8Array | Uint8Array[]): Buffer {
+  const pieces = Array.isArray(plaintext) ? plaintext : [plaintext];
+  if (plaintextForBenchmark()) return Buffer.concat([PLAINTEXT_MAGIC, ...pieces]); // benchmark baseline only
+  const { data, flags } = compressForSealing(pieces);
+  const keyId = Buffer.from(dk.keyId, 'utf8');
+  if (keyId.length === 0 || keyId.length > MAX_KEY_ID || dk.blob.length === 0 || dk.blob.length > MAX_BLOB) {
+    throw new CustodyError('INTERNAL', 'a KMS data key with a key name or ciphertext out of bounds');
+  }
+  const header = Buffer.alloc(10 + keyId.length + dk.blob.length);
+  MAGIC.copy(header, 0);
+  header[4] = VERSION_KMS;
+  header[5] = flags;
+  header.writeUInt16BE(keyId.length, 6);
+  keyId.copy(header, 8);
+  header.writeUInt16BE(dk.blob.length, 8 + keyId.length);
+  dk.blob.copy(header, 10 + keyId.length);
+  const iv = randomBytes(12);
+  const c = createCipheriv('aes-256-gcm', dk.plaintext, iv);
+  c.setAAD(Buffer.concat([header, Buffer.from(context)]));
+  const parts: Buffer[] = [header, iv];
+  for (const p of data) parts.push(c.update(p));
+  parts.push(c.final(), c.getAuthTag());
+  return Buffer.concat(parts);
+}
+
+/** Opens a version-2 object with its data key's plaintext (from KMS Decrypt). */
+export function openWithDataKey(key: Buffer, header: KmsHeader, context: string, sealed: Uint8Array, what: string): Buffer {
+  const head = Buffer.from(sealed.buffer, sealed.byteOffset, header.size);
+  const out = decryptWithDek(key, sealed.subarray(header.size), Buffer.concat([head, Buffer.from(context)]));
+  if (!out) {
+    throw new CustodyError('STORAGE_CORRUPT', `${what} fails authentication: it was altered, truncated or moved from another position.`, { what });
+  }
+  return inflateSealed(out, header.flags, what);
 }

@@ -28,7 +28,7 @@ export interface BundleFacts {
   newest: number;
   oldest: number;
   oldestEntry: { index: number; received: string } | null;
-  /** SHA-256 (hex) of each blob its entries reference. */
+  /** The file name (storage/posix.ts blobFileName: an HMAC, never the record hash) of each blob its entries reference. */
   blobs: string[];
 }
 
@@ -38,6 +38,10 @@ export function purgeableBundleLimit(size: number): number {
 }
 
 export async function bundleFacts(store: PosixLogStore, log: string, k: number, width = BUNDLE): Promise<BundleFacts> {
+  // A bundle in an S3 archive: the facts recorded when it was archived (lifecycle/archive.ts),
+  // so planning a purge or the retention overview never starts a Glacier restore.
+  const archived = width === BUNDLE && store.isS3Archived(k) ? store.archivedBundle(k) : null;
+  if (archived?.facts) return { newest: archived.facts.newest, oldest: archived.facts.oldest, oldestEntry: archived.facts.oldestEntry, blobs: archived.facts.blobs };
   const raw = await store.readBundle(k, width);
   if (raw === null) throw new CustodyError('STORAGE_CORRUPT', `Entry bundle ${k} of log "${log}" is missing from storage; nothing is purged until \`custody verify\` explains why.`);
   const entries = decodeBundle(raw, width);
@@ -52,7 +56,7 @@ export async function bundleFacts(store: PosixLogStore, log: string, k: number, 
       const p = parseEntry(e);
       text = p.received;
       received = Date.parse(p.received);
-      if (p.blob) blobs.push(p.blob.sha256);
+      if (p.blob) blobs.push(store.blobFileName(p.blob.sha256));
     } catch {
       /* an unreadable envelope counts as young: it is never purged */
     }
@@ -92,7 +96,7 @@ export async function previewPurge(p: PlanInput): Promise<PurgePreview> {
 }
 
 export interface PurgePlan extends PurgePreview {
-  /** Blobs referenced by the shredded entries and by no entry that stays (SHA-256 hex). */
+  /** Blobs referenced by the shredded entries and by no entry that stays (file names). */
   blobs: string[];
 }
 

@@ -9,7 +9,9 @@
  * Order, so a crash at any point is recognisable and finished at the next start:
  *   1. the purge is recorded in custody.db (state "shredding", with the blobs to delete);
  *   2. the range is recorded in the log's shredded.json (readers answer ENTRY_SHREDDED);
- *   3. the bundle files are deleted, then the blobs only the shredded entries referenced;
+ *   3. the bundle files are deleted, then the blobs only the shredded entries referenced —
+ *      hot copies and archived copies alike (docs/ARCHIVE.md: the archive keeps no shredded
+ *      bundle; removeBundle deletes the archived copy and its manifest record);
  *   4. `retention.purged` is appended to the audit log, and the purge marked "done".
  * Steps 2–4 are idempotent; `resume()` runs them again for a purge still "shredding".
  */
@@ -85,7 +87,7 @@ export class PurgeExecutor {
       approvedBy: ctx.approvedBy,
       retentionDays: days,
       cutoff,
-      blobs: plan.blobs.map((sha) => seq.store.blobFileName(sha)),
+      blobs: plan.blobs, // file names (planner.ts)
     });
     this.log.info({ purge: rec.id, log: logName, from: rec.from, to: rec.to }, 'retention purge recorded; shredding');
     return this.finish(rec, false, opts);
@@ -122,6 +124,8 @@ export class PurgeExecutor {
       const r = store.removeIdleBlob(name, this.blobIdleMs);
       if (r === 'removed') removed++;
       else if (r === 'kept') kept++;
+      // An archived copy goes too, unless the blob is in use again (then it is hot and kept).
+      if (r !== 'kept' && (await store.removeArchivedBlob(name)) && r === 'absent') removed++;
     }
     const bundles = (rec.to - rec.from) / BUNDLE;
     await this.vault.audit({

@@ -16,7 +16,7 @@ import { CustodyError } from '../errors.js';
 import { RetentionStore, checkDays, type PurgeRecord } from './store.js';
 import { PurgeExecutor, type PurgeOptions, type PurgeOutcome } from './purge.js';
 import { previewPurge, bundleFacts, BUNDLE, type PurgePreview } from './planner.js';
-import { rotateLogKek, type RotationOutcome } from './rotation.js';
+import { rotateLogKek, checkRotationKmsKey, type RotationOutcome } from './rotation.js';
 
 const DAY_MS = 86_400_000;
 
@@ -147,10 +147,16 @@ export class LifecycleService {
       validate: (v) => ({ log: this.logName(params(v, ['log'])['log']) }),
       execute: async (p, ctx) => ({ ...(await this.purge(p.log, ctx)) }),
     });
-    a.register<{ log: string }>('log.rotate-keys', {
-      describe: (p) => `Rotate the encryption key (KEK) of ${p.log}: new bundles and blobs are sealed with a new key, old ones stay readable; the signing key stays`,
-      validate: (v) => ({ log: this.logName(params(v, ['log'])['log']) }),
-      execute: async (p, ctx) => ({ ...(await this.rotate(p.log, ctx)) }),
+    a.register<{ log: string; kmsKey?: string }>('log.rotate-keys', {
+      describe: (p) =>
+        `Rotate the encryption key (KEK) of ${p.log}: new bundles and blobs are sealed with a new key, old ones stay readable; the signing key stays` +
+        (p.kmsKey ? `; new bundles use the AWS KMS key ${p.kmsKey}` : ''),
+      validate: (v) => {
+        const o = params(v, ['log', 'kmsKey']);
+        const log = this.logName(o['log']);
+        return o['kmsKey'] === undefined ? { log } : { log, kmsKey: checkRotationKmsKey(this.vault, log, o['kmsKey']) };
+      },
+      execute: async (p, ctx) => ({ ...(await this.rotate(p.log, ctx, p.kmsKey)) }),
     });
   }
 
@@ -173,8 +179,8 @@ export class LifecycleService {
     return this.purges.resume();
   }
 
-  rotate(log: string, ctx: ActionContext): Promise<RotationOutcome> {
-    return this.exclusive(log, () => rotateLogKek(this.vault, log, ctx));
+  rotate(log: string, ctx: ActionContext, kmsKey?: string): Promise<RotationOutcome> {
+    return this.exclusive(log, () => rotateLogKek(this.vault, log, ctx, kmsKey));
   }
 
   /** Every log's retention, oldest entry, shredded ranges and what a purge would remove now. */

@@ -2,7 +2,7 @@
  * Worker thread that runs one log's Integrator (integrator.ts). Messages:
  *   main → worker: {t:'append', first, count, buf}  durable entries (buf is transferred)
  *                  {t:'published'} | {t:'rejected'}  the answer to a round
- *                  {t:'kek', id, key}                 a rotated KEK: seal with it from now on
+ *                  {t:'kek', id, key, kmsKeyId?}      a rotated KEK (and KMS key): seal with it from now on
  *   worker → main: {t:'round', size, root, entries} a round is written; sign and publish it
  *                  {t:'error', code, message}         a round failed; it will be retried
  */
@@ -57,9 +57,10 @@ async function run(): Promise<void> {
   }
 }
 
-port.on('message', (m: { t: string; first?: number; count?: number; buf?: ArrayBuffer; id?: number; key?: Uint8Array }) => {
+port.on('message', (m: { t: string; first?: number; count?: number; buf?: ArrayBuffer; id?: number; key?: Uint8Array; kmsKeyId?: string }) => {
   if (m.t === 'kek') {
     keys.addKek({ id: m.id!, key: Buffer.from(m.key!) });
+    if (m.kmsKeyId) keys.useKmsKey(m.kmsKeyId);
   } else if (m.t === 'append') {
     integ.add(m.first!, m.count!, Buffer.from(m.buf!));
     schedule();

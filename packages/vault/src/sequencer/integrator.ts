@@ -73,7 +73,13 @@ export class Integrator {
   private writtenPartials = new Set<string>();
   readonly store: PosixLogStore;
 
-  constructor(dir: string, origin: string, keys: LogKeys, state: IntegratorState, private readonly maxRound: number) {
+  constructor(
+    dir: string,
+    private readonly origin: string,
+    private readonly keys: LogKeys,
+    state: IntegratorState,
+    private readonly maxRound: number,
+  ) {
     this.store = new PosixLogStore(dir, origin, keys);
     this.builder = new TreeBuilder(nativeSha256, state.size, state.partial);
     this.size = state.size;
@@ -102,6 +108,13 @@ export class Integrator {
   async round(): Promise<RoundResult | null> {
     if (this.staged) throw new Error('integrator: a round is already staged');
     if (this.pendingCount === 0) return null;
+    // With AWS KMS keys: the data keys of the bundles this round writes, before anything is
+    // sealed (one GenerateDataKey per bundle, reused for its partial widths), and the next
+    // bundle's in the background. A KMS failure fails the round; its entries stay pending.
+    const firstBundle = Math.floor(this.size / TILE);
+    const lastBundle = Math.floor((this.size + Math.min(this.pendingCount, this.maxRound) - 1) / TILE);
+    await this.keys.prepareBundles(this.origin, Array.from({ length: lastBundle - firstBundle + 1 }, (_, i) => firstBundle + i));
+    this.keys.prefetchBundle(this.origin, lastBundle + 1);
     const t0 = performance.now();
     const builder = this.builder.clone();
     let tail = [...this.tail];

@@ -44,6 +44,7 @@ import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import type { WorkerInit } from './integrator-worker.js';
 import type { JournalBatch } from '../storage/journal.js';
+import type { WitnessSet } from '../witness/client.js';
 
 const TILE = 256;
 
@@ -82,6 +83,12 @@ export interface SequencerOptions {
   /** Most entries one integration round takes. */
   maxRoundEntries?: number;
   onPublish?: (log: string, cp: PublishedCheckpoint, stats: { entries: number; ms: number }) => void;
+  /**
+   * Witnesses (docs/WITNESS.md): a new checkpoint is published only once the witness policy
+   * (k of n valid cosignatures) is met; until then the previous one stays and the round is
+   * retried with backoff. Absent: checkpoints are published at once (no added latency).
+   */
+  witnesses?: WitnessSet;
 }
 
 interface QueuedAppend {
@@ -402,12 +409,59 @@ export class LogSequencer {
         }
       }
       text = signNote(formatCheckpoint({ origin: this.origin, size: N, rootHash: root, extensions: [] }), [this.signer]);
+    } catch (e) {
+      this.publishFailed(e);
+      return;
+    }
+    if (this.opts.witnesses) {
+      void this.publishWitnessed(this.opts.witnesses, N, root, entries, text);
+      return;
+    }
+    this.publish(N, root, entries, text);
+  }
+
+  private publishFailed(e: unknown): void {
+    this.lastError = e instanceof CustodyError ? e : new CustodyError('STORAGE_UNAVAILABLE', String((e as Error)?.message ?? e));
+    this.log.error({ err: e }, 'publishing the checkpoint failed; will retry');
+    this.worker?.postMessage({ t: 'rejected' });
+  }
+
+  /**
+   * Sends the signed checkpoint to the witnesses and publishes it, with their cosignature lines
+   * appended, only when the policy is met. Otherwise the previous checkpoint stays published,
+   * the entries stay acknowledged in the journal, and the integrator retries with backoff
+   * ('rejected'); the witness client raises the alarms.
+   */
+  private async publishWitnessed(witnesses: WitnessSet, N: number, root: Uint8Array, entries: number, text: string): Promise<void> {
+    let cosigned: string | null;
+    try {
+      const r = await witnesses.cosign({
+        log: this.name,
+        origin: this.origin,
+        size: N,
+        text,
+        publishedSize: this.published.size,
+        prove: (from) => proveConsistency(from, N, this.nodeReader(N), this.h),
+      });
+      cosigned = r.text;
+      if (!cosigned) {
+        const refused = r.outcomes.filter((o) => !o.ok).map((o) => o.witness);
+        throw new CustodyError('WITNESS_POLICY', `The checkpoint of log "${this.name}" at ${N} has ${r.cosigned} of the ${r.policy} witness cosignatures it needs (no cosignature from ${refused.join(', ')}); the entries are durable and will be published when enough witnesses cosign.`, { cosigned: r.cosigned, policy: r.policy });
+      }
+    } catch (e) {
+      if (this.worker) this.publishFailed(e);
+      return;
+    }
+    if (!this.worker) return; // closed while the witnesses answered
+    this.publish(N, root, entries, cosigned);
+  }
+
+  private publish(N: number, root: Uint8Array, entries: number, text: string): void {
+    try {
       this.store.writeCheckpointSync(text);
       this.opts.db.setLogState(this.name, N, text);
     } catch (e) {
-      this.lastError = e instanceof CustodyError ? e : new CustodyError('STORAGE_UNAVAILABLE', String((e as Error)?.message ?? e));
-      this.log.error({ err: e }, 'publishing the checkpoint failed; will retry');
-      this.worker?.postMessage({ t: 'rejected' });
+      this.publishFailed(e);
       return;
     }
     const t0 = this.published.publishedAt;
@@ -454,9 +508,10 @@ export class LogSequencer {
    * A new KEK was added to the keyring (lifecycle/rotation.ts): blobs, journal segments and the
    * integrator's bundles are sealed with it from now on; older objects open with the old KEKs.
    */
-  useKek(kek: Kek): void {
+  useKek(kek: Kek, kmsKeyId?: string): void {
     this.opts.keys.addKek(kek);
-    this.worker?.postMessage({ t: 'kek', id: kek.id, key: new Uint8Array(kek.key) });
+    if (kmsKeyId) this.opts.keys.useKmsKey(kmsKeyId);
+    this.worker?.postMessage({ t: 'kek', id: kek.id, key: new Uint8Array(kek.key), kmsKeyId });
   }
 
   /** Stops accepting appends, finishes what is queued and integrates it, then closes. */

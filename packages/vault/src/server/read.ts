@@ -4,6 +4,8 @@
  * with its inclusion proof, consistency proofs.
  */
 import type { FastifyInstance } from 'fastify';
+import { isAbsolute, relative } from 'node:path';
+import { realpathSync } from 'node:fs';
 import { isUtf8 } from 'node:buffer';
 import {
   parseTilePath,
@@ -23,6 +25,7 @@ import { parseEntry } from '../log/entry.js';
 import { nativeSha256 } from '../crypto/sha256.js';
 import { purgeOnRecord } from '../lifecycle/store.js';
 import type { LogSequencer } from '../sequencer/log-sequencer.js';
+import type { LogKeys } from '../crypto/keyring.js';
 
 const AUDITOR = { roles: ['auditor' as const] };
 
@@ -31,6 +34,43 @@ function parseIndex(v: unknown, name: string): number {
     throw new CustodyError('BAD_REQUEST', `${name} must be a non-negative whole number, got ${JSON.stringify(v)}.`);
   }
   return Number(v);
+}
+
+function archiveOf(s: LogSequencer): Record<string, unknown> {
+  try {
+    return s.store.archiveStatus(s.size);
+  } catch (e) {
+    return { problem: (e as Error).message };
+  }
+}
+
+/**
+ * Where a log lives (issue 6, region pinning): its storage location and the key its new bundles
+ * are sealed under. Public facts only: ids, ARNs, paths — never key material. `storage.path` is
+ * relative to the data directory unless the log was placed elsewhere (absolute then). Also used
+ * offline by `custody logs --data`.
+ */
+export function logLocation(dataDir: string, dir: string, keys: () => LogKeys): { storage: Record<string, unknown>; key: Record<string, unknown> } {
+  // A log placed with --region-dir is a link from <data>/logs/<log>: show where it really is.
+  let real = dir;
+  let realData = dataDir;
+  try {
+    real = realpathSync(dir);
+    realData = realpathSync(dataDir);
+  } catch {
+    /* not there (yet): the configured path */
+  }
+  const rel = relative(realData, real);
+  const path = rel === '' || rel.startsWith('..') || isAbsolute(rel) ? real : rel;
+  let key: Record<string, unknown>;
+  try {
+    const k = keys();
+    const kms = k.kmsKey;
+    key = kms ? { provider: 'kms', keyArn: kms.keyId, region: kms.region, kekId: k.activeKek.id } : { provider: 'local', kekId: k.activeKek.id };
+  } catch (e) {
+    key = { provider: 'unknown', problem: (e as Error).message };
+  }
+  return { storage: { kind: 'posix', path }, key };
 }
 
 export async function readRoutes(app: FastifyInstance, opts: { vault: Vault }): Promise<void> {
@@ -65,6 +105,10 @@ export async function readRoutes(app: FastifyInstance, opts: { vault: Vault }): 
         size: s.size,
         pending: s.pendingEntries,
         checkpointUrl: `/logs/${r.name}/checkpoint`,
+        // Where it lives: storage location and key (docs/API.md).
+        ...logLocation(vault.dataDir, s.store.dir, () => vault.keyring.forLog(r.name)),
+        // The archive tier (docs/ARCHIVE.md): where archived bundles are, hot/archived counts.
+        archive: archiveOf(s),
       };
     }),
   }));

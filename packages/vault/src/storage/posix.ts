@@ -8,6 +8,11 @@
  *   <dir>/tree/tile/entries/<N>[.p/<W>]        sealed entry bundles
  *   <dir>/blobs/<2 hex>/<64 hex>               sealed records larger than an entry allows
  *   <dir>/shredded.json                        bundle ranges crypto-shredded by retention purges
+ *   <dir>/archive.json                         full bundles and blobs moved to the archive tier
+ *                                              (storage/archive.ts, lifecycle/archive.ts)
+ *
+ * A full bundle or blob missing here but listed in archive.json is read from the archive,
+ * transparently (docs/ARCHIVE.md); hash tiles and checkpoints never move.
  *
  * Every write is write-temp + fsync + rename, and the directories are fsynced before the
  * checkpoint that refers to the new files is published (see sequencer/integrator.ts).
@@ -22,6 +27,7 @@ import type { LogKeys } from '../crypto/keyring.js';
 import { CustodyError } from '../errors.js';
 import { writeFileDurable, fsyncDirs, writeFileAtomicSync } from './atomic.js';
 import { storageError } from './journal.js';
+import { ArchiveManifest, blobRel, targetFor, type ArchivedFile, type ArchiveManifestData } from './archive.js';
 
 async function readOrNull(path: string): Promise<Buffer | null> {
   try {
@@ -48,6 +54,10 @@ export interface ShredRecord {
 export class PosixLogStore {
   readonly treeDir: string;
   readonly blobDir: string;
+  /** The archive manifest (archive.json) of this log. */
+  readonly archive: ArchiveManifest;
+  /** The log's name (the folder's name), the per-log folder in an archive. */
+  readonly logName: string;
 
   constructor(
     readonly dir: string,
@@ -56,6 +66,44 @@ export class PosixLogStore {
   ) {
     this.treeDir = join(dir, 'tree');
     this.blobDir = join(dir, 'blobs');
+    this.archive = new ArchiveManifest(dir);
+    this.logName = basename(dir);
+  }
+
+  /** The hot path of a full sealed bundle. */
+  bundlePath(index: number): string {
+    return this.pathOf({ level: 'entries', index, width: 256 });
+  }
+
+  /** The path of a bundle relative to the log folder (the same in the archive). */
+  bundleRel(index: number): string {
+    return tilePath({ level: 'entries', index, width: 256 });
+  }
+
+  /** The hot path of a blob by its file name. */
+  blobPathByName(name: string): string {
+    return join(this.blobDir, name.slice(0, 2), name);
+  }
+
+  /** The archive record of a full bundle, or null when it was never archived. */
+  archivedBundle(index: number): ArchivedFile | null {
+    return this.archive.exists() ? (this.archive.read().bundles[String(index)] ?? null) : null;
+  }
+
+  /**
+   * Whether a full bundle is only in an S3 archive. Reading it may start a restore: it is in a
+   * cold class (GLACIER, DEEP_ARCHIVE) either from the start or by a lifecycle transition the
+   * manifest cannot know about (custody aws lifecycle). The self-audit skips these.
+   */
+  isS3Archived(index: number): boolean {
+    const f = this.archivedBundle(index);
+    return f !== null && f.loc.startsWith('s3://') && !existsSync(this.bundlePath(index));
+  }
+
+  /** Reads an archived file, checking it against the SHA-256 recorded when it was archived. */
+  private async readArchived(rel: string, f: ArchivedFile): Promise<Buffer> {
+    const t = await targetFor(f.loc);
+    return t.get(this.logName, rel, f, this.archive.read().restoreDays ?? 7);
   }
 
   private pathOf(t: TileId): string {
@@ -84,14 +132,21 @@ export class PosixLogStore {
 
   /** The raw sealed bytes of a bundle file (for integrity tooling). */
   async readSealedBundle(index: number, width: number): Promise<Buffer | null> {
-    return readOrNull(this.pathOf({ level: 'entries', index, width }));
+    const hot = await readOrNull(this.pathOf({ level: 'entries', index, width }));
+    if (hot !== null || width !== 256) return hot;
+    // Not hot: archived (only full bundles are), read back from the archive tier. Reading the
+    // manifest after the miss is what makes this race-free: the mover records a bundle in the
+    // manifest before it removes the hot copy (lifecycle/archive.ts).
+    const f = this.archivedBundle(index);
+    if (f === null) return null;
+    return this.readArchived(this.bundleRel(index), f);
   }
 
   /** The decrypted entry bundle (C2SP encoding), or null when it does not exist. */
   async readBundle(index: number, width: number): Promise<Buffer | null> {
     const what = `entry bundle ${tilePath({ level: 'entries', index, width })} of ${this.origin}`;
     const sealed = await this.readSealedBundle(index, width);
-    if (sealed !== null) return openSealed(this.keys.lookup, this.bundleContext(index, width), sealed, what);
+    if (sealed !== null) return this.keys.openBundle(this.origin, index, this.bundleContext(index, width), sealed, what);
     const full = width === 256 ? null : await this.readSealedBundle(index, 256);
     if (full === null) {
       const shred = this.shredOf(index * 256);
@@ -100,7 +155,7 @@ export class PosixLogStore {
       }
       return null;
     }
-    const plain = openSealed(this.keys.lookup, this.bundleContext(index, 256), full, what.replace(`.p/${width}`, ''));
+    const plain = await this.keys.openBundle(this.origin, index, this.bundleContext(index, 256), full, what.replace(`.p/${width}`, ''));
     return Buffer.from(encodeBundle(decodeBundle(plain, 256).slice(0, width)));
   }
 
@@ -115,7 +170,7 @@ export class PosixLogStore {
   bundleWrite(index: number, encoded: Uint8Array[], width: number): PendingWrite {
     return {
       path: this.pathOf({ level: 'entries', index, width }),
-      data: () => seal(this.keys.activeKek, this.bundleContext(index, width), encoded),
+      data: () => this.keys.sealBundle(this.origin, index, this.bundleContext(index, width), encoded),
     };
   }
 
@@ -251,7 +306,10 @@ export class PosixLogStore {
     }
   }
 
-  /** Deletes a full sealed bundle and its partial versions (its data key goes with it). */
+  /**
+   * Deletes a full sealed bundle and its partial versions (its data key goes with it), and its
+   * archived copy when it was archived (then its manifest record).
+   */
   async removeBundle(index: number): Promise<void> {
     const path = this.pathOf({ level: 'entries', index, width: 256 });
     try {
@@ -263,6 +321,43 @@ export class PosixLogStore {
     } catch (e) {
       throw storageError(e, 'remove a shredded bundle');
     }
+    const f = this.archivedBundle(index);
+    if (f !== null) {
+      await (await targetFor(f.loc)).remove(this.logName, this.bundleRel(index), f);
+      this.archive.update((m) => {
+        delete m.bundles[String(index)];
+      });
+    }
+  }
+
+  /** Deletes the archived copy of a blob (a retention purge), when there is one. */
+  async removeArchivedBlob(name: string): Promise<boolean> {
+    if (!this.archive.exists()) return false;
+    const f = this.archive.read().blobs[name];
+    if (!f) return false;
+    if (existsSync(this.blobPathByName(name))) return false; // stored again since: it is in use
+    await (await targetFor(f.loc)).remove(this.logName, blobRel(name), f);
+    this.archive.update((m) => {
+      delete m.blobs[name];
+    });
+    return true;
+  }
+
+  /** What is archived, for GET /v1/logs: counts of hot and archived full bundles and blobs. */
+  archiveStatus(size: number): { location: string | null; afterDays: number | null; locations: string[]; hotBundles: number; archivedBundles: number; archivedBlobs: number; storageClasses: string[] } {
+    const m: ArchiveManifestData = this.archive.exists() ? this.archive.read() : { version: 1, bundles: {}, blobs: {} };
+    const files = [...Object.values(m.bundles), ...Object.values(m.blobs)];
+    const shredded = this.shreds().reduce((n, r) => n + (r.to - r.from) / 256, 0);
+    const archivedBundles = Object.keys(m.bundles).length;
+    return {
+      location: m.location ?? null,
+      afterDays: m.afterDays ?? null,
+      locations: [...new Set(files.map((f) => f.loc))],
+      hotBundles: Math.max(0, Math.ceil(size / 256) - archivedBundles - shredded),
+      archivedBundles,
+      archivedBlobs: Object.keys(m.blobs).length,
+      storageClasses: [...new Set(files.map((f) => f.class).filter((c): c is string => !!c))],
+    };
   }
 
   /** The file name of a blob (an HMAC of the record hash, never the hash itself). */
@@ -288,7 +383,12 @@ export class PosixLogStore {
   }
 
   async readBlob(sha256hex: string): Promise<Buffer> {
-    const sealed = await readOrNull(this.blobPath(sha256hex));
+    let sealed = await readOrNull(this.blobPath(sha256hex));
+    if (sealed === null && this.archive.exists()) {
+      const name = this.blobFileName(sha256hex);
+      const f = this.archive.read().blobs[name];
+      if (f) sealed = (await readOrNull(this.blobPath(sha256hex))) ?? (await this.readArchived(blobRel(name), f));
+    }
     if (sealed === null) throw new CustodyError('STORAGE_CORRUPT', `Blob ${sha256hex} of ${this.origin} is missing from storage.`);
     const rec = openSealed(this.keys.lookup, `blob ${this.origin} ${sha256hex}`, sealed, `blob ${sha256hex}`);
     if (createHash('sha256').update(rec).digest('hex') !== sha256hex) {

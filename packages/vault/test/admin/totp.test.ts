@@ -10,7 +10,7 @@ import { readFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import fc from 'fast-check';
-import { Totp, hotp, base32Encode, base32Decode, otpauthUri, AdminTotp, totpSealingKey } from '../../src/auth/totp.js';
+import { Totp, hotp, base32Encode, base32Decode, otpauthUri, AdminTotp } from '../../src/auth/totp.js';
 import { startInProc, bearer, auditRecords, type InProcVault } from '../support/inproc.js';
 import { enrollTotp, refHotp, refBase32, useFakeClock, TotpDevice, step } from '../support/totp.js';
 
@@ -63,7 +63,7 @@ test('the otpauth URI is what authenticator apps import', () => {
 test('the store accepts the current step ±1, each step once and in order, on an injected clock', () => {
   const db = new Database(':memory:');
   let now = 1_700_000_000_000;
-  const store = new AdminTotp(db, totpSealingKey(Buffer.alloc(32, 7)), { now: () => now });
+  const store = new AdminTotp(db, Buffer.alloc(32, 7), { now: () => now });
   const { secret } = store.begin('p_1', 'alice');
   const key = base32Decode(secret);
   const at = (s: number): string => hotp(key, s);
@@ -86,7 +86,7 @@ test('the store accepts the current step ±1, each step once and in order, on an
   assert.ok(!dump.includes(secret));
   assert.ok(!Buffer.from(row['secret'] as Buffer).includes(key));
   // another key cannot open it
-  const other = new AdminTotp(db, totpSealingKey(Buffer.alloc(32, 8)), { now: () => now });
+  const other = new AdminTotp(db, Buffer.alloc(32, 8), { now: () => now });
   assert.throws(() => other.check('p_1', at(t + 4)), { code: 'KEYRING' });
   // ten wrong codes in a row lock the admin out for a minute, even for the right code
   for (let i = 0; i < 10; i++) assert.equal(store.check('p_1', '000000' === at(step(now)) ? '111111' : '000000').ok, false);

@@ -164,7 +164,7 @@ test('secrets are never returned, never audited and never stored in clear; faile
   }
   const rows = v.vault.db.sqlite.prepare('SELECT secrets FROM notifier_configs').all() as Array<{ secrets: string }>;
   assert.equal(rows.length, 4);
-  for (const r of rows) assert.match(r.secrets, /^v1:[A-Za-z0-9+/]+=*$/);
+  for (const r of rows) assert.match(r.secrets, /^v2:[A-Za-z0-9+/]+=*$/);
 });
 
 test('<data>/notifiers.json is read at start: listed as from the file, delivers, recorded in the audit log; its notifiers are not removable by approval', async (t) => {

@@ -18,6 +18,11 @@
  * file (its WAL included) and does not in one opened through storage/sqlite.ts: switching the
  * encryption off makes this test fail.
  *
+ * The vault's keyring is protected by a passphrase (docs/ENCRYPTION.md "Passphrase"): the scan
+ * covers keyring.json too, and every stored file is also scanned for the keyring's own keys
+ * (signing seeds, KEKs, blob-name keys, database keys) in base64, hex and raw form — none may be
+ * in the clear anywhere, the keyring file included.
+ *
  * The S3 storage driver's bucket gets the same scan in the issue that adds that driver.
  */
 import { test, after } from 'node:test';
@@ -31,6 +36,7 @@ import { startInProc, bearer, type InProcVault } from '../support/inproc.js';
 import { ROOT } from '../support/server.js';
 import { callRecord, ingestCloudTrail, waitForAlarms, SAMPLE_ACTOR, SAMPLE_IP } from '../alarms/detectors-support.js';
 import { openEncrypted } from '../../src/storage/sqlite.js';
+import { Keyring } from '../../src/crypto/keyring.js';
 
 const SAMPLES = join(ROOT, '..', 'shared', 'samples');
 
@@ -42,6 +48,9 @@ const REAL_TMP = tmpdir();
 const ROOT_TMP = mkdtempSync(join(REAL_TMP, 'custody-scan-'));
 process.env['TMPDIR'] = ROOT_TMP;
 after(() => rmSync(ROOT_TMP, { recursive: true, force: true }));
+// The vault's new keyring is sealed under this passphrase (Keyring.create reads it).
+const PASSPHRASE = 'plaintext scan passphrase 2026';
+process.env['CUSTODY_PASSPHRASE'] = PASSPHRASE;
 
 // ---- the samples and their needles --------------------------------------------------------
 
@@ -326,6 +335,22 @@ test('after every sample is ingested, indexed, searched, alarmed on and exported
     const stopped = scanTree(ROOT_TMP, scanner);
     assert.ok(stopped.bytes > 1_000_000, `${stopped.bytes} bytes stored`);
     assertClean('after a clean stop', stopped, needles.length);
+
+    // 7. The keyring is sealed, and no key of it is anywhere in the clear (keyring.json included).
+    const keyringPath = join(dataDir, 'keyring.json');
+    assert.ok(stopped.files.has(relative(ROOT_TMP, keyringPath)), 'keyring.json was scanned');
+    assert.equal((JSON.parse(readFileSync(keyringPath, 'utf8')) as { protection?: string }).protection, 'passphrase');
+    const ring = Keyring.load(keyringPath, { passphrase: PASSPHRASE });
+    const keys: Buffer[] = [];
+    for (const log of ring.logNames) {
+      const k = ring.forLog(log).exportForWorker();
+      keys.push(k.signingSeed, k.blobNameKey, ...k.keks.map((x) => x.key));
+    }
+    for (const p of ring.vaultKeyPurposes) keys.push(ring.vaultKey(p));
+    assert.ok(ring.vaultKeyPurposes.includes('sqlite-search') && keys.length >= 9, `${keys.length} keys`);
+    const keyScanner = new NeedleScanner(keys.flatMap((k) => [Buffer.from(k.toString('base64')), Buffer.from(k.toString('hex')), k]));
+    assert.ok(keyScanner.scan(Buffer.from(`"k": "${keys[3]!.toString('base64')}"`)).length > 0, 'the key scanner finds a key in the clear');
+    assertClean('keys of the keyring', scanTree(ROOT_TMP, keyScanner), keys.length * 3);
   } finally {
     if (running) await v.close();
     rmSync(dataDir, { recursive: true, force: true });

@@ -8,6 +8,17 @@ import { checkOne, failureTitle, onTrustChange, trustOf, trustStore, visitCheck,
 import { ingestChart } from './chart.js';
 import type { PageContext } from './context.js';
 
+/**
+ * Names on the signature lines of the checkpoint other than the log's own (docs/WITNESS.md).
+ * This page does not know the witnesses' keys, so it shows the names as written; auditors check
+ * the cosignatures with `custody verify --witness <key> --witness-policy k`.
+ */
+function cosignersText(cp: string, origin: string): string {
+  const at = cp.lastIndexOf('\n\n');
+  const names = at < 0 ? [] : cp.slice(at + 2).split('\n').filter((l) => l.startsWith('\u2014 ')).map((l) => l.slice(2).split(' ')[0] ?? '').filter((n) => n !== '' && n !== origin);
+  return names.length === 0 ? 'none (this vault publishes checkpoints without witnesses)' : `${names.join(', ')} — names as written; check them with custody verify --witness <key>`;
+}
+
 function trustText(t: LogTrust | undefined): { cls: string; text: string } {
   if (!t) return { cls: 'status-warn', text: 'not checked yet' };
   switch (t.status) {
@@ -157,6 +168,8 @@ export function renderLog(ctx: PageContext): void {
       pinCell,
       h('dt', null, 'Consistency'),
       statusCell,
+      h('dt', null, 'Witness cosignatures'),
+      h('dd', { id: 'cosigners' }, cosignersText(cp, log.origin)),
     ];
     replace(
       body,

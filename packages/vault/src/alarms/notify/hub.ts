@@ -23,7 +23,7 @@ import type { Vault } from '../../vault.js';
 import { SEVERITIES, type Alarm } from '../types.js';
 import { describeTarget, parseId, parseNotifierConfig, publicView, scrub, secretValues, isNotifierId } from './config.js';
 import { toPayload } from './message.js';
-import { SecretBox } from './secrets.js';
+import { SecretBox, NOTIFIER_KEY_PURPOSE } from './secrets.js';
 import { NotifierStore } from './store.js';
 import { DeliveryError, type Notice, type Notifier, type NotifierConfig, type SendResult, type Transport } from './types.js';
 import { SlackTransport, WebhookTransport } from './transports/http.js';
@@ -123,7 +123,9 @@ export class NotifierHub {
     this.timeoutMs = pos('notifyTimeoutMs', 10_000);
     this.maxQueue = Math.floor(pos('notifyMaxQueue', 10_000));
     this.concurrency = Math.floor(pos('notifyConcurrency', 8));
-    this.store = new NotifierStore(vault.db.sqlite, new SecretBox(vault.keyring.forLog('audit').signingSeed));
+    this.store = new NotifierStore(vault.db.sqlite, new SecretBox(vault.keyring.vaultKey(NOTIFIER_KEY_PURPOSE)), {
+      legacy: () => SecretBox.legacy(vault.keyring.forLog('audit').signingSeed),
+    });
   }
 
   /**
@@ -132,6 +134,13 @@ export class NotifierHub {
    */
   static async start(vault: Vault, opts: NotifierHubOptions): Promise<NotifierHub> {
     const hub = new NotifierHub(vault, opts);
+    const m = hub.store.migration;
+    if (m.resealed.length > 0) {
+      // No secret in it: ids only.
+      await vault.audit({ type: 'notifier.secrets.migrated', key: `vault key ${NOTIFIER_KEY_PURPOSE}`, resealed: m.resealed, renamed: m.renamed, unreadable: m.unreadable });
+      hub.log.info({ resealed: m.resealed.length, renamed: m.renamed.length }, 'notifier secrets re-sealed under the vault key');
+    }
+    if (m.unreadable.length > 0) hub.log.warn({ notifiers: m.unreadable }, 'secrets of an older version that open with no key of this keyring; these notifiers are broken: add them again');
     await hub.loadFile(join(vault.dataDir, NOTIFIERS_FILE));
     for (const n of hub.store.list()) hub.attach(n);
     vault.alarms.onAlarm((a, isNew) => hub.onAlarm(a, isNew));

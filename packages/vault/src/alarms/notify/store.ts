@@ -3,6 +3,9 @@
  * plain JSON, the secrets sealed (secrets.ts). Notifiers from <data>/notifiers.json are written
  * here too (source "file") at every start, replacing the previous file's, so the audit log can
  * say what changed in the file.
+ *
+ * Rows sealed by an older version (secrets.ts, "v1:") are re-sealed under the vault key when
+ * the store opens, in one transaction (see migrate).
  */
 import type Database from 'better-sqlite3';
 import type { SecretBox } from './secrets.js';
@@ -20,16 +23,81 @@ interface Row {
   created_by: string;
 }
 
+/** What opening the store re-sealed from an older version (audited by the hub). */
+export interface SecretsMigration {
+  resealed: string[];
+  /** File notifiers without an "id" of their own: their id is derived from the fingerprint key. */
+  renamed: Array<{ from: string; to: string }>;
+  /** Rows that open with neither key (left as they are; they show as broken). */
+  unreadable: string[];
+}
+
+/** JSON with object keys sorted, so a configuration has one fingerprint whatever its key order. */
+function canonicalJson(v: unknown): string {
+  if (Array.isArray(v)) return `[${v.map((x) => (x === undefined ? 'null' : canonicalJson(x))).join(',')}]`;
+  if (v && typeof v === 'object') {
+    const o = v as Record<string, unknown>;
+    return `{${Object.keys(o)
+      .filter((k) => o[k] !== undefined)
+      .sort()
+      .map((k) => `${JSON.stringify(k)}:${canonicalJson(o[k])}`)
+      .join(',')}}`;
+  }
+  return JSON.stringify(v);
+}
+
 export class NotifierStore {
+  readonly migration: SecretsMigration;
+
   constructor(
     private readonly db: Database.Database,
     private readonly box: SecretBox,
+    opts: { legacy?: () => SecretBox } = {},
   ) {
     db.exec(`CREATE TABLE IF NOT EXISTS notifier_configs (
       id TEXT PRIMARY KEY, type TEXT NOT NULL, source TEXT NOT NULL CHECK (source IN ('api','file')),
       config TEXT NOT NULL, secrets TEXT NOT NULL, fingerprint TEXT NOT NULL,
       created_at TEXT NOT NULL, created_by TEXT NOT NULL);
       CREATE TABLE IF NOT EXISTS notifier_state (key TEXT PRIMARY KEY, value TEXT NOT NULL)`);
+    this.migration = this.migrate(opts.legacy);
+  }
+
+  /**
+   * Re-seals rows of an older seal version under this store's box, with fingerprints under its
+   * key, in one transaction: afterwards no readable row has the old version. A file notifier
+   * whose id was derived from its old fingerprint gets the id derived from the new one, so the
+   * next load of notifiers.json finds it unchanged.
+   */
+  private migrate(legacyOf?: () => SecretBox): SecretsMigration {
+    const out: SecretsMigration = { resealed: [], renamed: [], unreadable: [] };
+    const old = (this.db.prepare('SELECT * FROM notifier_configs').all() as Row[]).filter((r) => !this.box.sealedHere(r.secrets));
+    if (old.length === 0 || !legacyOf) return out;
+    const legacy = legacyOf();
+    this.db.transaction(() => {
+      for (const r of old) {
+        let secrets: Record<string, string>;
+        try {
+          if (!legacy.sealedHere(r.secrets)) throw new Error('unknown version');
+          secrets = legacy.open(r.id, r.secrets);
+        } catch {
+          out.unreadable.push(r.id);
+          continue;
+        }
+        const config = { ...(JSON.parse(r.config) as Record<string, unknown>), ...secrets } as unknown as NotifierConfig;
+        const fingerprint = this.fingerprint(config);
+        let id = r.id;
+        if (r.source === 'file' && r.id === `ntf_file-${r.fingerprint.slice(0, 12)}`) {
+          const next = `ntf_file-${fingerprint.slice(0, 12)}`;
+          if (!this.db.prepare('SELECT 1 FROM notifier_configs WHERE id = ?').get(next)) {
+            id = next;
+            out.renamed.push({ from: r.id, to: id });
+          }
+        }
+        this.db.prepare('UPDATE notifier_configs SET id = ?, secrets = ?, fingerprint = ? WHERE id = ?').run(id, this.box.seal(id, secrets), fingerprint, r.id);
+        out.resealed.push(id);
+      }
+    })();
+    return out;
   }
 
   /** The newest alarm the notifiers were handed (to catch up on alarms raised while they were not running). */
@@ -84,9 +152,9 @@ export class NotifierStore {
     return this.db.prepare('DELETE FROM notifier_configs WHERE id = ?').run(id).changes > 0;
   }
 
-  /** A keyed fingerprint of the whole configuration, secrets included. */
+  /** A keyed fingerprint of the whole configuration, secrets included (key order does not matter). */
   fingerprint(c: NotifierConfig): string {
-    return this.box.fingerprint(JSON.stringify(c));
+    return this.box.fingerprint(canonicalJson(c));
   }
 
   /** The ids of the file notifiers stored by the previous start, with their fingerprints. */
