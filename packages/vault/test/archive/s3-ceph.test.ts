@@ -19,6 +19,7 @@ import {
   CreateBucketCommand,
   HeadObjectCommand,
   ListObjectVersionsCommand,
+  GetObjectCommand,
   GetBucketLifecycleConfigurationCommand,
   PutBucketLifecycleConfigurationCommand,
 } from '@aws-sdk/client-s3';
@@ -27,6 +28,7 @@ import { resetArchiveTargets } from '../../src/storage/archive.js';
 import { lifecycleRules } from '../../src/cli/aws.js';
 import { bearer, CTX } from '../lifecycle/harness.js';
 import { filledHarness, mover, DAY, type Filled } from './support.js';
+import { records } from '../lifecycle/harness.js';
 
 const TOOLS = resolve(ROOT, '..', 'shared', 'tools');
 const CEPH_DIR = process.env.CUSTODY_TEST_CEPH_DIR ?? join(tmpdir(), 'custody-archive-ceph');
@@ -126,6 +128,40 @@ describe('S3 archive on Ceph', () => {
     });
     const still = await s3.send(new HeadObjectCommand({ Bucket: b, Key: 'vault/local/tile/entries/000' }));
     assert.equal(still.ObjectLockMode, 'COMPLIANCE', 'the locked version is still there');
+  });
+});
+
+describe('S3 archive on Ceph: nothing readable in the bucket', () => {
+  let f: Filled;
+  before(async () => {
+    f = await filledHarness();
+  });
+  after(async () => {
+    await f?.h.close();
+  });
+
+  test('every byte of every object version in the archive bucket holds no record content in plaintext', async () => {
+    const b = await bucket('scan', true);
+    const r = await mover(f.h, `s3://${b}/vault`, { storageClass: 'STANDARD' }).archiveLog('local', Date.now() + 400 * DAY);
+    assert.equal(r.error, undefined);
+    assert.ok(r.archived.length >= 1, 'at least one bundle was archived');
+    // Needles: distinctive pieces of the stored records (entries and the blob).
+    const needles = [...records(255, 'A').slice(0, 255).map((x) => JSON.parse(x).msg as string), 'archived-blobarchived-blob', '"tag":"A"'];
+    const versions = (await s3.send(new ListObjectVersionsCommand({ Bucket: b }))).Versions ?? [];
+    assert.ok(versions.length >= 2, `bundles and the blob are in the bucket (${versions.length} objects)`);
+    let bytes = 0;
+    const scan = (data: Buffer): string[] => needles.filter((n) => data.includes(n));
+    for (const v of versions) {
+      const o = await s3.send(new GetObjectCommand({ Bucket: b, Key: v.Key!, VersionId: v.VersionId! }));
+      const data = Buffer.from(await o.Body!.transformToByteArray());
+      bytes += data.length;
+      assert.deepEqual(scan(data), [], `${v.Key} holds record content in plaintext`);
+    }
+    assert.ok(bytes > 10_000, `scanned ${bytes} bytes`);
+    // The scanner finds the needles where they are in the clear: the bundle the auditor reads.
+    const e = await f.h.app.inject({ method: 'GET', url: '/v1/logs/local/entries/17', headers: bearer(f.h.tokens.auditor) });
+    assert.equal(e.statusCode, 200);
+    assert.ok(scan(Buffer.from(e.body)).includes('event A 17'), 'the needle is found in the record read back');
   });
 });
 
