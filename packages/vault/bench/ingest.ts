@@ -34,6 +34,7 @@ import { protocolBench, type ProtocolBenchResult } from './protocols.js';
 import { searchBench, startSearchLag, type SearchBenchResult, type SearchLagResult } from './search.js';
 import { detectorsFigure, type DetectorsFigure } from './detectors.js';
 import { sqliteEncryptionFigure, type SqliteEncryptionFigure } from './sqlite-encryption.js';
+import { witnessFigure, type WitnessFigure } from './witness.js';
 import { compressionFigure, type CompressionFigure } from './compression.js';
 import { cloudtrailFigure, type CloudTrailFigure, type CloudTrailRun } from './cloudtrail.js';
 import { evidenceBench, type EvidenceBenchResult } from './evidence.js';
@@ -77,6 +78,9 @@ interface Options {
   skipEvidence: boolean;
   skipDetectors: boolean;
   skipSqliteEncryption: boolean;
+  skipWitness: boolean;
+  witnessDurationS: number;
+  witnessRounds: number;
   sqliteEncryptionEntries: number;
   detectorsDurationS: number;
   detectorsRounds: number;
@@ -133,6 +137,9 @@ const HELP = `Usage: npm run bench -- [options]          (or node packages/vault
                           the index's lag at that load (0: off)          (BENCH_SEARCH_LAG_RATE, 5000)
   --skip-evidence         leave out the evidence-bundle figures (10)
   --skip-detectors        leave out figure 11 (what the alarm detectors cost ingest)
+  --skip-witness          leave out figure 15 (one witness: ingest and p99 ack→checkpoint)
+  --witness-duration S    measured seconds per run of figure 15          (BENCH_WITNESS_DURATION, 8)
+  --witness-rounds N      without/with pairs of runs in figure 15        (BENCH_WITNESS_ROUNDS, 2)
   --skip-sqlite-encryption  leave out figure 14 (search index: encrypted vs plaintext SQLite)
   --sqlite-encryption-entries N  rows indexed in each file for figure 14 (BENCH_SQLITE_ENCRYPTION_ENTRIES, 200000)
   --detectors-duration S  measured seconds per run of figure 11          (BENCH_DETECTORS_DURATION, 8)
@@ -174,7 +181,7 @@ function parseOptions(argv: string[], env: NodeJS.ProcessEnv): Options {
     if (eq > 0) flags.set(a.slice(2, eq), a.slice(eq + 1));
     else {
       const name = a.slice(2);
-      const boolean = ['json', 'strict', 'skip-custody', 'skip-pg', 'skip-file', 'skip-verify', 'skip-go', 'skip-import', 'skip-protocols', 'skip-search', 'skip-evidence', 'skip-detectors', 'skip-compression', 'skip-cloudtrail', 'skip-cloudtrail-s3', 'skip-sqlite-encryption', 'pg-tune'].includes(name);
+      const boolean = ['json', 'strict', 'skip-custody', 'skip-pg', 'skip-file', 'skip-verify', 'skip-go', 'skip-import', 'skip-protocols', 'skip-search', 'skip-evidence', 'skip-detectors', 'skip-compression', 'skip-cloudtrail', 'skip-cloudtrail-s3', 'skip-sqlite-encryption', 'skip-witness', 'pg-tune'].includes(name);
       if (boolean) flags.set(name, true);
       else {
         const v = argv[++i];
@@ -183,7 +190,7 @@ function parseOptions(argv: string[], env: NodeJS.ProcessEnv): Options {
       }
     }
   }
-  const known = ['duration', 'warmup', 'baseline-duration', 'writers', 'batch', 'max-entries', 'poll-ms', 'rate', 'pg-record', 'pg-chain', 'pg-tune', 'skip-custody', 'skip-pg', 'skip-file', 'skip-verify', 'skip-go', 'skip-import', 'skip-protocols', 'import-mb', 'import-concurrency', 'import-max-seconds', 'protocol-duration', 'skip-search', 'search-entries', 'search-queries', 'search-cache', 'search-lag-rate', 'skip-evidence', 'skip-detectors', 'skip-sqlite-encryption', 'sqlite-encryption-entries', 'detectors-duration', 'detectors-rounds', 'skip-compression', 'compression-duration', 'compression-rounds', 'skip-cloudtrail', 'skip-cloudtrail-s3', 'cloudtrail-digests', 'cloudtrail-logs', 'cloudtrail-naive-seconds', 'evidence-entries', 'evidence-baseline-seconds', 'cpu-prof', 'wait-quiet', 'server-log', 'server-node-args', 'json', 'strict'];
+  const known = ['duration', 'warmup', 'baseline-duration', 'writers', 'batch', 'max-entries', 'poll-ms', 'rate', 'pg-record', 'pg-chain', 'pg-tune', 'skip-custody', 'skip-pg', 'skip-file', 'skip-verify', 'skip-go', 'skip-import', 'skip-protocols', 'import-mb', 'import-concurrency', 'import-max-seconds', 'protocol-duration', 'skip-search', 'search-entries', 'search-queries', 'search-cache', 'search-lag-rate', 'skip-evidence', 'skip-detectors', 'skip-sqlite-encryption', 'sqlite-encryption-entries', 'skip-witness', 'witness-duration', 'witness-rounds', 'detectors-duration', 'detectors-rounds', 'skip-compression', 'compression-duration', 'compression-rounds', 'skip-cloudtrail', 'skip-cloudtrail-s3', 'cloudtrail-digests', 'cloudtrail-logs', 'cloudtrail-naive-seconds', 'evidence-entries', 'evidence-baseline-seconds', 'cpu-prof', 'wait-quiet', 'server-log', 'server-node-args', 'json', 'strict'];
   for (const k of flags.keys()) if (!known.includes(k)) throw new Error(`unknown option --${k} (see --help)`);
   const str = (flag: string, envName: string): string | undefined => {
     const f = flags.get(flag);
@@ -232,6 +239,9 @@ function parseOptions(argv: string[], env: NodeJS.ProcessEnv): Options {
     skipEvidence: bool('skip-evidence', 'BENCH_SKIP_EVIDENCE'),
     skipDetectors: bool('skip-detectors', 'BENCH_SKIP_DETECTORS'),
     skipSqliteEncryption: bool('skip-sqlite-encryption', 'BENCH_SKIP_SQLITE_ENCRYPTION'),
+    skipWitness: bool('skip-witness', 'BENCH_SKIP_WITNESS'),
+    witnessDurationS: num('witness-duration', 'BENCH_WITNESS_DURATION', 8, 1, 3600),
+    witnessRounds: Math.round(num('witness-rounds', 'BENCH_WITNESS_ROUNDS', 2, 1, 20)),
     sqliteEncryptionEntries: Math.round(num('sqlite-encryption-entries', 'BENCH_SQLITE_ENCRYPTION_ENTRIES', 200_000, 1000, 1e8)),
     detectorsDurationS: num('detectors-duration', 'BENCH_DETECTORS_DURATION', 8, 1, 3600),
     detectorsRounds: Math.round(num('detectors-rounds', 'BENCH_DETECTORS_ROUNDS', 2, 1, 20)),
@@ -286,6 +296,7 @@ interface Results {
   evidence: EvidenceBenchResult | { skipped: string };
   detectors: DetectorsFigure | { skipped: string };
   sqliteEncryption: SqliteEncryptionFigure | { skipped: string };
+  witness: WitnessFigure | { skipped: string };
   compression: CompressionFigure | { skipped: string };
   cloudtrail: CloudTrailFigure | { skipped: string };
   ratios: { custodyOverPostgres: number; custodyOverFile: number; verifyOverGo: number };
@@ -450,6 +461,9 @@ function evaluate(r: Results): void {
   const cmp = 'ratio' in r.compression ? r.compression : null;
   r.targets.push(t('ingest with sealing / without', cmp?.ratio ?? NaN, `${fixed(cmp?.ratio ?? NaN, 2)}×`, '≥ 0.85× (cost ≤ 15%)', (v) => v >= 0.85));
   r.targets.push(t('stored / raw bytes, CloudTrail samples', cmp?.sealed.ratio ?? NaN, `${fixed((cmp?.sealed.ratio ?? NaN) * 100)}%`, '≤ 25%', (v) => v <= 0.25));
+  // Issue 7: "p99 ack→checkpoint (target ≤ 2 s with one witness)".
+  const wf = 'ratio' in r.witness ? r.witness : null;
+  r.targets.push(t('ack→checkpoint p99 with one witness', wf?.p99WithMedian ?? NaN, `${fixed((wf?.p99WithMedian ?? NaN) / 1000, 2)} s`, '≤ 2 s', (v) => v <= 2000));
   if (vc && !vc.ok) r.targets.push({ figure: 'custody verify result', value: 0, shown: 'FAILED', target: 'OK', pass: false });
   if (vg && !vg.ok) r.targets.push({ figure: 'Go tlogcheck result', value: 0, shown: 'FAILED', target: 'OK', pass: false });
   if ('chainOk' in r.postgres && !r.postgres.chainOk) r.targets.push({ figure: 'PostgreSQL chain check', value: 0, shown: 'BROKEN', target: 'intact', pass: false });
@@ -564,6 +578,14 @@ function report(r: Results): string {
     rows.push(['   encrypted / plaintext indexing rate', `${fixed(se2.indexRatio, 2)}×`, 'info']);
     for (const k of se2.kinds) rows.push([`   query p50 ${k.kind}: encrypted / plaintext`, `${fixed(k.encP50Ms, 2)} / ${fixed(k.plainP50Ms, 2)} ms = ${fixed(k.ratio, 2)}×`, 'info']);
   } else rows.push(['14. sqlite encryption', se2.skipped]);
+  const wf = r.witness;
+  if ('ratio' in wf) {
+    rows.push([`15. ingest with one witness cosigning every checkpoint (policy 1; median of ${wf.rounds})`, `${int(wf.withMedian)} entries/s`]);
+    rows.push(['   baseline: the same, no witness (same run)', `${int(wf.withoutMedian)} entries/s`]);
+    rows.push(['   with / without a witness', `${fixed(wf.ratio, 2)}×`, 'info']);
+    rows.push(['   ack→checkpoint p99 with the witness (p50)', `${int(wf.p99WithMedian)} ms (${int(wf.p50WithMedian)} ms)`, ...verdict(tg('ack→checkpoint p99 with one witness'))]);
+    rows.push(['   baseline: ack→checkpoint p99 without', `${int(wf.p99WithoutMedian)} ms`, 'info']);
+  } else rows.push(['15. witness', wf.skipped]);
   const ctf = r.cloudtrail;
   if ('folder' in ctf) {
     const ctRows = (where: string, c: CloudTrailRun): void => {
@@ -663,6 +685,7 @@ async function main(): Promise<void> {
     evidence: { skipped: 'not run' },
     detectors: { skipped: 'not run' },
     sqliteEncryption: { skipped: 'not run' },
+    witness: { skipped: 'not run' },
     compression: { skipped: 'not run' },
     cloudtrail: { skipped: 'not run' },
     ratios: { custodyOverPostgres: NaN, custodyOverFile: NaN, verifyOverGo: NaN },
@@ -741,6 +764,12 @@ async function main(): Promise<void> {
   else {
     log(`sqlite encryption: ${int(o.sqliteEncryptionEntries)} rows into a plaintext and an encrypted search index`);
     r.sqliteEncryption = await sqliteEncryptionFigure({ entries: o.sqliteEncryptionEntries, queries: 100 }, log);
+  }
+
+  if (o.skipWitness) r.witness = { skipped: 'skipped (--skip-witness)' };
+  else {
+    log(`witness: ${o.witnessRounds} × (without, with one witness) ingest runs of ${o.witnessDurationS} s`);
+    r.witness = await witnessFigure({ bin: custodyBin, writers: o.writers, batch: o.batch, warmupS: Math.min(o.warmupS, 2), durationS: o.witnessDurationS, rounds: o.witnessRounds }, log);
   }
 
   r.totalSeconds = (performance.now() - t0) / 1000;
