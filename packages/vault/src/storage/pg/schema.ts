@@ -1,0 +1,138 @@
+/**
+ * The shared PostgreSQL schema, as numbered migrations (README.md in this folder explains the
+ * tables). `migrate()` is safe to run from every node at start, at the same time: it takes a
+ * session advisory lock first, so one node applies the missing migrations (each in its own
+ * transaction, recorded in custody_schema_migrations in that same transaction) while the
+ * others wait and then find nothing left to do.
+ */
+import type pg from 'pg';
+import { CustodyError } from '../../errors.js';
+import { pgStorageError, checkout, checkin } from './pool.js';
+
+/** Advisory lock key namespaces (first int4 of the two-key form): "CUMG" and "CULD". */
+export const MIGRATION_LOCK: readonly [number, number] = [0x43554d47, 0];
+export const LEADER_LOCK_NAMESPACE = 0x43554c44;
+
+export interface Migration {
+  version: number;
+  name: string;
+  sql: string;
+}
+
+export const MIGRATIONS: readonly Migration[] = [
+  {
+    version: 1,
+    name: 'logs, sequencing heads, shared journal, log state, nodes',
+    sql: `
+CREATE TABLE custody_logs (
+  name     text PRIMARY KEY,
+  -- the leader election lock key of this log (pg_try_advisory_lock(namespace, id))
+  id       integer GENERATED ALWAYS AS IDENTITY UNIQUE,
+  origin   text NOT NULL UNIQUE,
+  region   text,
+  created  timestamptz NOT NULL DEFAULT now()
+);
+-- The sequencer's next index. Appenders take this row's lock with UPDATE ... RETURNING, so
+-- appends to one log are serialised across nodes and commit in index order.
+CREATE TABLE custody_log_heads (
+  log        text PRIMARY KEY REFERENCES custody_logs(name),
+  next_index bigint NOT NULL CHECK (next_index >= 0)
+);
+-- Acknowledged batches not yet covered by a published checkpoint. sealed is opaque here
+-- (encrypted by the caller with the log's key).
+CREATE TABLE custody_journal (
+  log          text NOT NULL REFERENCES custody_logs(name),
+  first_index  bigint NOT NULL CHECK (first_index >= 0),
+  count        integer NOT NULL CHECK (count > 0),
+  sealed       bytea NOT NULL,
+  received_at  timestamptz NOT NULL DEFAULT now(),
+  node         text NOT NULL,
+  PRIMARY KEY (log, first_index)
+);
+-- What the integrator published. epoch is the fencing token: bumped by every node that wins
+-- the log's leader lock; a write carrying an older epoch is refused.
+CREATE TABLE custody_log_state (
+  log         text PRIMARY KEY REFERENCES custody_logs(name),
+  size        bigint NOT NULL DEFAULT 0 CHECK (size >= 0),
+  checkpoint  text,
+  epoch       bigint NOT NULL DEFAULT 0,
+  leader      text,
+  updated     timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE custody_nodes (
+  id         text PRIMARY KEY,
+  started    timestamptz NOT NULL,
+  heartbeat  timestamptz NOT NULL,
+  address    text
+);
+`,
+  },
+];
+
+const LEDGER = `CREATE TABLE IF NOT EXISTS custody_schema_migrations (
+  version     integer PRIMARY KEY,
+  name        text NOT NULL,
+  applied_at  timestamptz NOT NULL DEFAULT now()
+)`;
+
+/**
+ * Applies the migrations the database lacks; returns the versions applied by this call.
+ * Refuses (CONFIG) a database migrated by a newer vault than this one.
+ */
+export async function migrate(pool: pg.Pool, migrations: readonly Migration[] = MIGRATIONS): Promise<number[]> {
+  let client: pg.PoolClient;
+  try {
+    client = await checkout(pool);
+  } catch (e) {
+    throw pgStorageError(e, 'connect to the database to update its schema');
+  }
+  let broken: unknown;
+  const applied: number[] = [];
+  try {
+    await client.query('SELECT pg_advisory_lock($1, $2)', [MIGRATION_LOCK[0], MIGRATION_LOCK[1]]);
+    try {
+      await client.query(LEDGER);
+      const done = new Set((await client.query<{ version: number }>('SELECT version FROM custody_schema_migrations')).rows.map((r) => r.version));
+      const newest = Math.max(0, ...migrations.map((m) => m.version));
+      const beyond = [...done].filter((v) => v > newest);
+      if (beyond.length > 0) {
+        throw new CustodyError('CONFIG', `The database schema is at version ${Math.max(...beyond)}, newer than this vault knows (${newest}). Upgrade this node to the version the other nodes run.`);
+      }
+      for (const m of [...migrations].sort((a, b) => a.version - b.version)) {
+        if (done.has(m.version)) continue;
+        await client.query('BEGIN');
+        try {
+          await client.query(m.sql);
+          await client.query('INSERT INTO custody_schema_migrations (version, name) VALUES ($1, $2)', [m.version, m.name]);
+          await client.query('COMMIT');
+        } catch (e) {
+          await client.query('ROLLBACK').catch(() => undefined);
+          throw e;
+        }
+        applied.push(m.version);
+      }
+    } finally {
+      await client.query('SELECT pg_advisory_unlock($1, $2)', [MIGRATION_LOCK[0], MIGRATION_LOCK[1]]).catch((e: unknown) => {
+        broken = e; // the session is gone, and its lock with it
+      });
+    }
+  } catch (e) {
+    broken = e;
+    throw pgStorageError(e, 'update the database schema');
+  } finally {
+    checkin(client, broken instanceof Error ? broken : undefined);
+  }
+  return applied;
+}
+
+/** The schema version the database is at (0: none). */
+export async function schemaVersion(pool: pg.Pool): Promise<number> {
+  try {
+    const t = await pool.query<{ t: string | null }>(`SELECT to_regclass('custody_schema_migrations')::text AS t`);
+    if (!t.rows[0]?.t) return 0;
+    const r = await pool.query<{ v: number | null }>('SELECT max(version) AS v FROM custody_schema_migrations');
+    return Number(r.rows[0]?.v ?? 0);
+  } catch (e) {
+    throw pgStorageError(e, 'read the database schema version', 'read');
+  }
+}
