@@ -37,6 +37,7 @@ program
 // (the options are added to every command with --data, just before parsing: keys.ts addPassphraseOptions)
 program.hook('preAction', async (_program, action) => {
   jsonOutput = !!action.opts<{ json?: boolean }>().json;
+  if (action.name() === 'serve' && action.parent === program) (await import('./config.js')).applyServeConfig(action); // --config first: it can give --data and --passphrase-file
   await (await import('./keys.js')).prepareKeyring(action.opts(), action);
 });
 
@@ -74,60 +75,12 @@ program
     else printInit(r, dir);
   });
 
-program
+const serveCmd = program
   .command('serve')
-  .description('run the vault server (initialises the data directory on first start)')
-  .addOption(dataOpt())
-  .option('--host <addr>', 'address to listen on', '127.0.0.1')
-  .option('--port <n>', 'port to listen on', intArg('--port', 0, 65535), 8700)
-  .option('--checkpoint-interval <ms>', 'longest wait before new entries are in a signed checkpoint', intArg('--checkpoint-interval', 10, 60000), 100)
-  .option('--prefix <prefix>', 'origin prefix, used only when initialising')
-  .option('--regions <list>', 'comma-separated regions, used only when initialising')
-  .option('--region-dir <region=dir>', "keep a region's log in this directory (repeatable); kept in vault.json, a missing directory stops the start; an existing log is never moved", (v: string, prev: string[] = []) => [...prev, v])
-  .option('--tls-cert <file>', 'PEM certificate: serve HTTPS')
-  .option('--tls-key <file>', 'PEM private key for --tls-cert')
-  .option('--tls-client-ca <file>', 'PEM CA: writers must also present a client certificate it signed (mutual TLS; auditors and admins need none; docs/TLS.md)')
-  .option('--log-level <level>', 'server log level (fatal, error, warn, info, debug)')
-  .option('--syslog-port <n>', 'also receive syslog over TCP on this port (RFC 5424/3164, octet counting or LF framing; docs/SYSLOG.md)', intArg('--syslog-port', 0, 65535))
-  .option('--syslog-tls-port <n>', 'also receive syslog over TLS on this port (RFC 5425, usually 6514); uses --tls-cert and --tls-key', intArg('--syslog-tls-port', 0, 65535))
-  .option('--syslog-host <addr>', 'address of the syslog listeners (default: --host)')
-  .option('--syslog-token-file <file>', 'file holding the writer token syslog messages are stored as (default: $CUSTODY_SYSLOG_TOKEN)')
-  .option('--syslog-tls-ca <file>', 'PEM CA: syslog TLS clients must present a certificate it signed (its CN is recorded)')
-  .option('--no-search', 'do not keep the search index up to date or serve /v1/search (docs/SEARCH.md)')
-  .option('--witness <name=url=vkey>', 'a witness that must cosign checkpoints before they are published (repeatable; docs/WITNESS.md)', (v: string, prev: string[] = []) => [...prev, v])
-  .option('--witnesses-file <file>', 'witnesses, one "<name>=<url>=<vkey>" per line')
-  .option('--witness-policy <k>', 'publish a checkpoint once k witnesses cosigned it (default: all of them)', intArg('--witness-policy', 1, 100))
-  // --- archive tier (docs/ARCHIVE.md) ---
-  .option('--archive-dir <dir>', 'archive tier on disk: move sealed entry bundles and blobs older than --archive-after days here (default: off)')
-  .option('--archive <s3url>', 'archive tier on S3: s3://bucket/prefix (instead of --archive-dir)')
-  .option('--archive-after <days>', "age in days (by the entries' receive time) after which bundles move to the archive", intArg('--archive-after', 0, 36500))
-  .addOption(new Option('--archive-storage-class <class>', 'S3 storage class of archived objects (default STANDARD)').choices(['STANDARD', 'STANDARD_IA', 'GLACIER_IR', 'GLACIER', 'DEEP_ARCHIVE']))
-  .option('--archive-restore-days <n>', 'S3 GLACIER/DEEP_ARCHIVE: days a restored copy stays readable (default 7)', intArg('--archive-restore-days', 1, 365))
-  .action(async (o: { witness?: string[]; witnessesFile?: string; witnessPolicy?: number; data?: string; host: string; port: number; checkpointInterval: number; prefix?: string; regions?: string; regionDir?: string[]; tlsCert?: string; tlsKey?: string; tlsClientCa?: string; logLevel?: string; syslogPort?: number; syslogTlsPort?: number; syslogHost?: string; syslogTokenFile?: string; syslogTlsCa?: string; search: boolean } & import('./aws.js').ArchiveFlags) => {
-    await serve({
-      ...(await import('./aws.js')).archiveOptions(o),
-      data: resolveDataDir(o.data),
-      host: o.host,
-      port: o.port,
-      checkpointInterval: o.checkpointInterval,
-      prefix: o.prefix,
-      regions: o.regions?.split(',').map((s) => s.trim()).filter(Boolean),
-      regionDir: o.regionDir,
-      tlsCert: o.tlsCert,
-      tlsKey: o.tlsKey,
-      tlsClientCa: o.tlsClientCa,
-      logLevel: o.logLevel,
-      syslogPort: o.syslogPort,
-      syslogTlsPort: o.syslogTlsPort,
-      syslogHost: o.syslogHost,
-      syslogTokenFile: o.syslogTokenFile,
-      syslogTlsCa: o.syslogTlsCa,
-      search: o.search,
-      witness: o.witness,
-      witnessesFile: o.witnessesFile,
-      witnessPolicy: o.witnessPolicy,
-    });
-  });
+  .description('run the vault server (initialises the data directory on first start); settings may come from a config file (--config; docs/PRODUCTION.md)');
+(await import('./config.js')).addServeOptions(serveCmd).action(async (o: import('./config.js').ServeFlags) => {
+  await serve(await (await import('./config.js')).serveOptionsFrom(o));
+});
 
 // ---- witnesses (docs/WITNESS.md) ----
 const witness = program.command('witness').description('run a witness: it cosigns checkpoints of the logs it follows only when they extend what it cosigned before (C2SP tlog-witness)');

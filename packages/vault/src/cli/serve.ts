@@ -13,9 +13,13 @@ import { startServices, type Services } from '../services.js';
 import { loadWriterCa, requireWriterCertificates } from '../server/mtls.js';
 import { plaintextForBenchmark } from '../crypto/compress.js';
 import { witnessSetFromFlags, type WitnessSet } from '../witness/client.js';
+import { requireAvailableBackends } from './config.js';
 
 export interface ServeOptions {
   data: string;
+  /** Where the logs live and what holds sequencing/principals/indexes (cli/config.ts); absent: posix + SQLite. */
+  storage?: import('./config.js').StorageChoice;
+  database?: import('./config.js').DatabaseChoice;
   /** The archive tier (docs/ARCHIVE.md); absent: off. */
   archive?: import('../lifecycle/archive.js').ArchiveOptions;
   host: string;
@@ -168,6 +172,9 @@ async function startSyslogListeners(plan: SyslogPlan, vault: Vault, logger: Logg
 }
 
 export async function serve(o: ServeOptions): Promise<void> {
+  // Issue 7: the S3 and PostgreSQL drivers are wired in here once they are done; until then
+  // a start on them stops before anything is created.
+  requireAvailableBackends(o.storage ?? { kind: 'posix' }, o.database ?? { kind: 'sqlite' });
   process.umask(0o077); // everything the vault writes is readable by its own user only
   const logger = pino({ level: o.logLevel ?? process.env.CUSTODY_LOG_LEVEL ?? 'info', redact: ['req.headers.authorization', 'headers.authorization'] });
   const regionDirs = parseRegionDirs(o.regionDir);
