@@ -40,6 +40,7 @@ export const ERROR_CODES = {
   NOTIFIER_NOT_FOUND: { status: 404, summary: 'No notifier with that id.' },
   // retention (lifecycle/)
   RETENTION_SHORTENED: { status: 409, summary: 'Retention can only be extended, never shortened.' },
+  OBJECT_LOCKED: { status: 409, summary: 'The S3 object is under Object Lock (COMPLIANCE) retention until details.retainUntil; it can be deleted only after that date.' },
   ENTRY_SHREDDED: { status: 410, summary: 'The entry was past retention and crypto-shredded by an approved purge; its leaf hash and proofs remain.' },
   // archive tier (lifecycle/archive.ts, docs/ARCHIVE.md)
   ARCHIVE_RESTORE_PENDING: { status: 503, summary: 'The entry is in a cold archive class (S3 GLACIER or DEEP_ARCHIVE); a restore was started or is running. Retry-After and details say when to ask again.' },

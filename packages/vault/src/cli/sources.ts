@@ -8,6 +8,7 @@ import { CustodyError } from '../errors.js';
 import { readConfig } from '../vault.js';
 import { Keyring } from '../crypto/keyring.js';
 import { PosixLogStore } from '../storage/posix.js';
+import type { LogStore } from '../storage/log-store.js';
 import { CustodyClient, ApiError } from './client.js';
 import { readPurges, type PurgeRecord } from '../lifecycle/store.js';
 import { dataDirDbKey, openEncrypted } from '../storage/sqlite.js';
@@ -105,7 +106,7 @@ export class HttpSource implements LogSource {
 
 export class DataDirSource implements LogSource {
   readonly description: string;
-  private readonly stores = new Map<string, PosixLogStore>();
+  private readonly stores = new Map<string, LogStore>();
   private readonly infos: LogInfo[];
   private readonly purgeRecords: PurgeRecord[];
 
@@ -130,7 +131,7 @@ export class DataDirSource implements LogSource {
     });
   }
 
-  private store(log: string): PosixLogStore {
+  private store(log: string): LogStore {
     const s = this.stores.get(log);
     if (!s) throw new CustodyError('LOG_NOT_FOUND', `The data directory has no log "${log}".`);
     return s;

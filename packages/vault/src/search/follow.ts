@@ -5,7 +5,7 @@
 import { decodeBundle } from '@custody/verify';
 import { CustodyError, isCustodyError } from '../errors.js';
 import { parseEntry } from '../log/index.js';
-import type { PosixLogStore } from '../storage/index.js';
+import type { LogStore } from '../storage/log-store.js';
 import { deriveRow } from './derive.js';
 import type { IndexRow } from './store.js';
 
@@ -20,7 +20,7 @@ const BUNDLE = 256;
  * that cannot be read otherwise throws (STORAGE_CORRUPT): the follower retries and says so, and
  * never skips an entry the log holds.
  */
-export async function readRows(store: PosixLogStore, log: string, from: number, to: number, maxBytes = Infinity): Promise<{ rows: IndexRow[]; next: number }> {
+export async function readRows(store: LogStore, log: string, from: number, to: number, maxBytes = Infinity): Promise<{ rows: IndexRow[]; next: number }> {
   const rows: IndexRow[] = [];
   let bytes = 0;
   let next = from;

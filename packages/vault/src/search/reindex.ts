@@ -10,6 +10,7 @@ import { CustodyError } from '../errors.js';
 import { readConfig } from '../vault.js';
 import { Keyring } from '../crypto/index.js';
 import { PosixLogStore } from '../storage/index.js';
+import type { LogStore } from '../storage/log-store.js';
 import { openSearchDb, createSchema, removeSearchFiles, IndexWriter, SEARCH_DB } from './store.js';
 import { dataDirDbKey, openEncrypted } from '../storage/sqlite.js';
 import { readRows } from './follow.js';
@@ -26,7 +27,7 @@ export interface ReindexReport {
 
 interface LogToRead {
   name: string;
-  store: PosixLogStore;
+  store: LogStore;
   size: number;
 }
 

@@ -10,9 +10,11 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { Integrator, type IntegratorState } from './integrator.js';
 import { LogKeys } from '../crypto/keyring.js';
 import { CustodyError } from '../errors.js';
+import { openLogStore, type LogStoreInit } from '../storage/log-store.js';
 
 export interface WorkerInit {
-  dir: string;
+  /** The log's store: its folder, or its S3 bucket and prefix (storage/log-store.ts). */
+  store: LogStoreInit;
   origin: string;
   keys: Parameters<typeof LogKeys.fromWorker>[0];
   state: IntegratorState;
@@ -23,7 +25,8 @@ export interface WorkerInit {
 const init = workerData as WorkerInit;
 const port = parentPort!;
 const keys = LogKeys.fromWorker(init.keys);
-const integ = new Integrator(init.dir, init.origin, keys, { ...init.state, tail: Buffer.from(init.state.tail) }, init.maxRound);
+const store = await openLogStore(init.store, init.origin, keys);
+const integ = new Integrator(store, init.origin, keys, { ...init.state, tail: Buffer.from(init.state.tail) }, init.maxRound);
 let busy = false;
 let timer: NodeJS.Timeout | null = null;
 let failures = 0;

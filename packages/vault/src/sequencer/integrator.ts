@@ -11,7 +11,7 @@
  */
 import { TreeBuilder } from '../log/tree.js';
 import type { LogKeys } from '../crypto/keyring.js';
-import { PosixLogStore, type PendingWrite } from '../storage/posix.js';
+import type { LogStore, PendingWrite } from '../storage/log-store.js';
 import { nativeSha256 } from '../crypto/sha256.js';
 import { toBase64 } from '@custody/verify';
 
@@ -71,16 +71,14 @@ export class Integrator {
   private staged: Staged | null = null;
   /** Partial tiles already on disk (level/index/width), so an unchanged one is not rewritten. */
   private writtenPartials = new Set<string>();
-  readonly store: PosixLogStore;
-
   constructor(
-    dir: string,
+    /** Where the tree is written: files (PosixLogStore) or locked S3 objects (S3LogStore). */
+    readonly store: LogStore,
     private readonly origin: string,
     private readonly keys: LogKeys,
     state: IntegratorState,
     private readonly maxRound: number,
   ) {
-    this.store = new PosixLogStore(dir, origin, keys);
     this.builder = new TreeBuilder(nativeSha256, state.size, state.partial);
     this.size = state.size;
     this.tail = state.tail.length > 0 ? [state.tail] : [];

@@ -296,7 +296,7 @@ export class LogSequencer {
 
   private startWorker(state: { size: number; partial: Uint8Array[][]; tail: Buffer }): void {
     const init: WorkerInit = {
-      dir: this.opts.dir,
+      store: { kind: 'posix', dir: this.opts.dir },
       origin: this.origin,
       keys: this.opts.keys.exportForWorker(),
       state,

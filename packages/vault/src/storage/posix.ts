@@ -21,13 +21,16 @@ import { readFile, readdir, rm, unlink } from 'node:fs/promises';
 import { existsSync, readFileSync, statSync, unlinkSync, utimesSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { createHash } from 'node:crypto';
-import { tilePath, encodeBundle, decodeBundle, type TileId } from '@custody/verify';
+import { tilePath, parseTilePath, encodeBundle, decodeBundle, type TileId } from '@custody/verify';
 import { seal, open as openSealed } from '../crypto/aead.js';
 import type { LogKeys } from '../crypto/keyring.js';
 import { CustodyError } from '../errors.js';
 import { writeFileDurable, fsyncDirs, writeFileAtomicSync } from './atomic.js';
 import { storageError } from './journal.js';
 import { ArchiveManifest, blobRel, targetFor, type ArchivedFile, type ArchiveManifestData } from './archive.js';
+import type { LogStore, PendingWrite, ShredRecord } from './log-store.js';
+
+export type { PendingWrite, ShredRecord } from './log-store.js';
 
 async function readOrNull(path: string): Promise<Buffer | null> {
   try {
@@ -38,20 +41,8 @@ async function readOrNull(path: string): Promise<Buffer | null> {
   }
 }
 
-export interface PendingWrite {
-  path: string;
-  /** The bytes, or a function that makes them when the write starts (keeps memory bounded). */
-  data: Uint8Array | (() => Uint8Array);
-}
-
-/** A range of entries whose bundles a retention purge (lifecycle/) crypto-shredded. */
-export interface ShredRecord {
-  purge: number;
-  from: number;
-  to: number;
-}
-
-export class PosixLogStore {
+export class PosixLogStore implements LogStore {
+  readonly kind = 'posix' as const;
   readonly treeDir: string;
   readonly blobDir: string;
   /** The archive manifest (archive.json) of this log. */
@@ -160,7 +151,7 @@ export class PosixLogStore {
   }
 
   tileWrite(t: { level: number; index: number; width: number; data: Uint8Array }): PendingWrite {
-    return { path: this.pathOf(t), data: t.data };
+    return { key: tilePath(t), data: t.data };
   }
 
   /**
@@ -169,7 +160,7 @@ export class PosixLogStore {
    */
   bundleWrite(index: number, encoded: Uint8Array[], width: number): PendingWrite {
     return {
-      path: this.pathOf({ level: 'entries', index, width }),
+      key: tilePath({ level: 'entries', index, width }),
       data: () => this.keys.sealBundle(this.origin, index, this.bundleContext(index, width), encoded),
     };
   }
@@ -181,16 +172,26 @@ export class PosixLogStore {
       const worker = async (): Promise<void> => {
         while (next < writes.length) {
           const w = writes[next++]!;
-          await writeFileDurable(w.path, typeof w.data === 'function' ? w.data() : w.data);
+          await writeFileDurable(this.keyPath(w.key), typeof w.data === 'function' ? w.data() : w.data);
         }
       };
       await Promise.all(Array.from({ length: Math.min(concurrency, writes.length) }, worker));
-      await fsyncDirs(writes.map((w) => dirname(w.path)));
+      await fsyncDirs(writes.map((w) => dirname(this.keyPath(w.key))));
     } catch (e) {
       throw storageError(e, 'write tiles and bundles');
     }
   }
 
+  /** The file of a store-relative key (a tile path under tree/). */
+  private keyPath(key: string): string {
+    return join(this.treeDir, tilePath(parseTilePath(key)));
+  }
+
+  async writeCheckpoint(text: string): Promise<void> {
+    this.writeCheckpointSync(text);
+  }
+
+  /** Synchronous publication, for the sequencer's publish step (it orders it with the database). */
   writeCheckpointSync(text: string): void {
     try {
       writeFileAtomicSync(join(this.treeDir, 'checkpoint'), text);
@@ -294,6 +295,14 @@ export class PosixLogStore {
     return this.shreds().find((p) => index >= p.from && index < p.to) ?? null;
   }
 
+  async readShreds(): Promise<ShredRecord[]> {
+    return this.shreds();
+  }
+
+  async addShred(r: ShredRecord): Promise<void> {
+    this.recordShred(r);
+  }
+
   /** Records a shredded range before its files are deleted (durable; idempotent). */
   recordShred(r: ShredRecord): void {
     const list = this.shreds().filter((p) => p.purge !== r.purge);
@@ -380,6 +389,10 @@ export class PosixLogStore {
       if ((e as NodeJS.ErrnoException).code === 'ENOENT') return 'absent';
       throw storageError(e, 'remove a shredded blob');
     }
+  }
+
+  close(): void {
+    /* nothing to release */
   }
 
   async readBlob(sha256hex: string): Promise<Buffer> {

@@ -81,8 +81,8 @@ const OLD_BUNDLE = Buffer.from(
 test('a bundle sealed before compression existed (flags 0) still reads through the store', async (t) => {
   assert.equal(OLD_BUNDLE[5], 0, 'the fixture has no format flags');
   const store = tempStore(t, OLD_KEK);
-  const path = join(store.treeDir, tilePath({ level: 'entries', index: 0, width: 3 }));
-  await store.writeAll([{ path, data: OLD_BUNDLE }]);
+  const key = tilePath({ level: 'entries', index: 0, width: 3 });
+  await store.writeAll([{ key, data: OLD_BUNDLE }]);
   const entries = decodeBundle((await store.readBundle(0, 3))!, 3).map((e) => Buffer.from(e).toString('utf8'));
   assert.equal(entries.length, 3);
   assert.match(entries[0]!, /^custody-entry\/v1\nlog fixture\.example\/local\n/);
@@ -182,8 +182,8 @@ test('a sealed object that inflates beyond any bundle is refused as STORAGE_CORR
   });
   t.diagnostic(`bomb: ${bomb.length} bytes inflate to 1 GiB`);
   assert.ok(bomb.length < 8 * 2 ** 20);
-  const path = join(store.treeDir, tilePath({ level: 'entries', index: 0, width: 256 }));
-  await store.writeAll([{ path, data: sealRaw(kek, `bundle ${ORIGIN} 0 256`, bomb, FLAG_BROTLI) }]);
+  const key = tilePath({ level: 'entries', index: 0, width: 256 });
+  await store.writeAll([{ key, data: sealRaw(kek, `bundle ${ORIGIN} 0 256`, bomb, FLAG_BROTLI) }]);
   const before = process.memoryUsage();
   await assert.rejects(store.readBundle(0, 256), isCorrupt(new RegExp(`inflates to more than ${MAX_SEALED_PLAINTEXT} bytes`)));
   const after = process.memoryUsage();

@@ -97,7 +97,8 @@ test('a data directory from before encryption is encrypted on first open and kee
   t.after(() => again.stop());
   for (const f of DBS) assert.equal(fileState(join(dataDir, f)), 'encrypted', `${f} is encrypted`);
   assert.deepEqual(readdirSync(dataDir).filter((f) => /\.encrypt(ing|ed)$/.test(f)), [], 'no copy is left behind');
-  assert.deepEqual(Object.keys(readKeyring(dataDir).vault ?? {}).sort(), ['sqlite-custody', 'sqlite-dedupe', 'sqlite-search']);
+  // The three page keys, and the keys sealing notifier and TOTP secrets in their rows.
+  assert.deepEqual(Object.keys(readKeyring(dataDir).vault ?? {}).sort(), ['notifier-secrets', 'sqlite-custody', 'sqlite-dedupe', 'sqlite-search', 'totp-secrets']);
   for (const f of ['custody.db', 'custody.db-wal', 'dedupe.db']) {
     if (existsSync(join(dataDir, f))) assert.ok(!readFileSync(join(dataDir, f)).includes(SAMPLE_IP), `${f} no longer shows the address`);
   }

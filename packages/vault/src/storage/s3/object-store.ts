@@ -21,6 +21,7 @@ import {
   PutObjectCommand,
   GetObjectCommand,
   HeadObjectCommand,
+  DeleteObjectCommand,
   ListObjectVersionsCommand,
   paginateListObjectsV2,
   type S3ClientConfig,
@@ -197,6 +198,81 @@ export class S3ObjectStore {
       return r.VersionId ? { versionId: r.VersionId } : {};
     } catch (e) {
       throw this.describe(e, 'write', key);
+    }
+  }
+
+  /**
+   * Writes a mutable object (the checkpoint, shredded.json): Content-MD5, no retention headers.
+   * Each write adds a version; a bucket with a default retention locks it anyway (README.md).
+   */
+  async put(key: string, body: Uint8Array): Promise<{ versionId?: string }> {
+    return this.putImmutable(key, body, null);
+  }
+
+  /** Whether `key` has a current version (HEAD). */
+  async exists(key: string): Promise<boolean> {
+    const Key = this.fullKey(key);
+    try {
+      return await this.withRetries('inspect', key, async () => {
+        try {
+          await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key }));
+          return true;
+        } catch (e) {
+          if (errName(e) === 'NotFound' || errName(e) === 'NoSuchKey' || (e as SdkError)?.$metadata?.httpStatusCode === 404) return false;
+          throw e;
+        }
+      });
+    } catch (e) {
+      throw this.describe(e, 'inspect', key);
+    }
+  }
+
+  /** Every version and delete marker of every key under `sub` (relative keys). */
+  async versionsUnder(sub: string): Promise<Array<{ key: string; versionId: string; deleteMarker: boolean }>> {
+    const out: Array<{ key: string; versionId: string; deleteMarker: boolean }> = [];
+    let keyMarker: string | undefined;
+    let versionMarker: string | undefined;
+    try {
+      for (;;) {
+        const r = await this.withRetries('list versions under', sub, () =>
+          this.client.send(new ListObjectVersionsCommand({ Bucket: this.bucket, Prefix: this.prefix + sub, KeyMarker: keyMarker, VersionIdMarker: versionMarker, MaxKeys: 1000 })),
+        );
+        for (const v of r.Versions ?? []) if (v.Key && v.VersionId) out.push({ key: v.Key.slice(this.prefix.length), versionId: v.VersionId, deleteMarker: false });
+        for (const m of r.DeleteMarkers ?? []) if (m.Key && m.VersionId) out.push({ key: m.Key.slice(this.prefix.length), versionId: m.VersionId, deleteMarker: true });
+        if (!r.IsTruncated) break;
+        keyMarker = r.NextKeyMarker;
+        versionMarker = r.NextVersionIdMarker;
+      }
+    } catch (e) {
+      throw this.describe(e, 'list versions under', sub);
+    }
+    return out;
+  }
+
+  /**
+   * Deletes one version for good (DeleteObject with VersionId). S3 refuses it (AccessDenied)
+   * while the version is under COMPLIANCE retention; the error then names the retain-until date.
+   */
+  async deleteVersion(key: string, versionId: string): Promise<void> {
+    const Key = this.fullKey(key);
+    try {
+      await this.withRetries('delete', key, () => this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key, VersionId: versionId })));
+    } catch (e) {
+      if (errName(e) === 'AccessDenied') {
+        let until: Date | undefined;
+        try {
+          const h = await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key, VersionId: versionId }));
+          until = h.ObjectLockRetainUntilDate;
+        } catch {
+          /* the date stays unknown */
+        }
+        throw new CustodyError(
+          'OBJECT_LOCKED',
+          `Cannot delete ${this.where(key)} (version ${versionId}): S3 refused it${until ? ` because it is locked in COMPLIANCE mode until ${until.toISOString()}; it can be deleted after that date` : ', probably because it is still under Object Lock retention'}.`,
+          { s3Error: 'AccessDenied', ...(until ? { retainUntil: until.toISOString() } : {}) },
+        );
+      }
+      throw this.describe(e, 'delete', key);
     }
   }
 
