@@ -6,9 +6,9 @@
  *
  * - `storage: 's3'` (the default): `custody serve --storage s3://<lake>/custody/ …`. Tiles,
  *   bundles and checkpoints go to the lake under `custody/` with COMPLIANCE retention; the EFS
- *   volume at /data keeps the working state. The S3 storage driver is issue 7's work: until a
- *   `custody` release has `--storage`, the task exits at start with commander's "unknown
- *   option" error — use `storage: 'data-dir'` meanwhile.
+ *   volume at /data keeps the working state. `custody serve --storage` also needs
+ *   `--database postgres://…` (sequencing and leader election live in PostgreSQL; the blueprint
+ *   creates no database: add it to the command, docs/AWS.md) — or use `storage: 'data-dir'`.
  * - `storage: 'data-dir'`: `custody serve --data /data …`, everything on the encrypted EFS
  *   volume; works with today's `custody`.
  *

@@ -35,6 +35,7 @@ import { searchBench, startSearchLag, type SearchBenchResult, type SearchLagResu
 import { detectorsFigure, type DetectorsFigure } from './detectors.js';
 import { sqliteEncryptionFigure, type SqliteEncryptionFigure } from './sqlite-encryption.js';
 import { witnessFigure, type WitnessFigure } from './witness.js';
+import { multinodeFigure, type MultinodeFigure } from './multinode.js';
 import { compressionFigure, type CompressionFigure } from './compression.js';
 import { cloudtrailFigure, type CloudTrailFigure, type CloudTrailRun } from './cloudtrail.js';
 import { evidenceBench, type EvidenceBenchResult } from './evidence.js';
@@ -81,6 +82,9 @@ interface Options {
   skipWitness: boolean;
   witnessDurationS: number;
   witnessRounds: number;
+  skipMultinode: boolean;
+  multinodeDurationS: number;
+  multinodeRate: number;
   sqliteEncryptionEntries: number;
   detectorsDurationS: number;
   detectorsRounds: number;
@@ -140,6 +144,9 @@ const HELP = `Usage: npm run bench -- [options]          (or node packages/vault
   --skip-witness          leave out figure 15 (one witness: ingest and p99 ack→checkpoint)
   --witness-duration S    measured seconds per run of figure 15          (BENCH_WITNESS_DURATION, 8)
   --witness-rounds N      without/with pairs of runs in figure 15        (BENCH_WITNESS_ROUNDS, 2)
+  --skip-multinode        leave out figure 16 (two nodes on PostgreSQL + Ceph S3 beside one embedded node)
+  --multinode-duration S  measured seconds per setup of figure 16        (BENCH_MULTINODE_DURATION, 8)
+  --multinode-rate N      figure 16 also at this offered load over both nodes (0: off) (BENCH_MULTINODE_RATE, 10000)
   --skip-sqlite-encryption  leave out figure 14 (search index: encrypted vs plaintext SQLite)
   --sqlite-encryption-entries N  rows indexed in each file for figure 14 (BENCH_SQLITE_ENCRYPTION_ENTRIES, 200000)
   --detectors-duration S  measured seconds per run of figure 11          (BENCH_DETECTORS_DURATION, 8)
@@ -181,7 +188,7 @@ function parseOptions(argv: string[], env: NodeJS.ProcessEnv): Options {
     if (eq > 0) flags.set(a.slice(2, eq), a.slice(eq + 1));
     else {
       const name = a.slice(2);
-      const boolean = ['json', 'strict', 'skip-custody', 'skip-pg', 'skip-file', 'skip-verify', 'skip-go', 'skip-import', 'skip-protocols', 'skip-search', 'skip-evidence', 'skip-detectors', 'skip-compression', 'skip-cloudtrail', 'skip-cloudtrail-s3', 'skip-sqlite-encryption', 'skip-witness', 'pg-tune'].includes(name);
+      const boolean = ['json', 'strict', 'skip-custody', 'skip-pg', 'skip-file', 'skip-verify', 'skip-go', 'skip-import', 'skip-protocols', 'skip-search', 'skip-evidence', 'skip-detectors', 'skip-compression', 'skip-cloudtrail', 'skip-cloudtrail-s3', 'skip-sqlite-encryption', 'skip-witness', 'skip-multinode', 'pg-tune'].includes(name);
       if (boolean) flags.set(name, true);
       else {
         const v = argv[++i];
@@ -190,7 +197,7 @@ function parseOptions(argv: string[], env: NodeJS.ProcessEnv): Options {
       }
     }
   }
-  const known = ['duration', 'warmup', 'baseline-duration', 'writers', 'batch', 'max-entries', 'poll-ms', 'rate', 'pg-record', 'pg-chain', 'pg-tune', 'skip-custody', 'skip-pg', 'skip-file', 'skip-verify', 'skip-go', 'skip-import', 'skip-protocols', 'import-mb', 'import-concurrency', 'import-max-seconds', 'protocol-duration', 'skip-search', 'search-entries', 'search-queries', 'search-cache', 'search-lag-rate', 'skip-evidence', 'skip-detectors', 'skip-sqlite-encryption', 'sqlite-encryption-entries', 'skip-witness', 'witness-duration', 'witness-rounds', 'detectors-duration', 'detectors-rounds', 'skip-compression', 'compression-duration', 'compression-rounds', 'skip-cloudtrail', 'skip-cloudtrail-s3', 'cloudtrail-digests', 'cloudtrail-logs', 'cloudtrail-naive-seconds', 'evidence-entries', 'evidence-baseline-seconds', 'cpu-prof', 'wait-quiet', 'server-log', 'server-node-args', 'json', 'strict'];
+  const known = ['duration', 'warmup', 'baseline-duration', 'writers', 'batch', 'max-entries', 'poll-ms', 'rate', 'pg-record', 'pg-chain', 'pg-tune', 'skip-custody', 'skip-pg', 'skip-file', 'skip-verify', 'skip-go', 'skip-import', 'skip-protocols', 'import-mb', 'import-concurrency', 'import-max-seconds', 'protocol-duration', 'skip-search', 'search-entries', 'search-queries', 'search-cache', 'search-lag-rate', 'skip-evidence', 'skip-detectors', 'skip-sqlite-encryption', 'sqlite-encryption-entries', 'skip-witness', 'witness-duration', 'witness-rounds', 'skip-multinode', 'multinode-duration', 'multinode-rate', 'detectors-duration', 'detectors-rounds', 'skip-compression', 'compression-duration', 'compression-rounds', 'skip-cloudtrail', 'skip-cloudtrail-s3', 'cloudtrail-digests', 'cloudtrail-logs', 'cloudtrail-naive-seconds', 'evidence-entries', 'evidence-baseline-seconds', 'cpu-prof', 'wait-quiet', 'server-log', 'server-node-args', 'json', 'strict'];
   for (const k of flags.keys()) if (!known.includes(k)) throw new Error(`unknown option --${k} (see --help)`);
   const str = (flag: string, envName: string): string | undefined => {
     const f = flags.get(flag);
@@ -242,6 +249,9 @@ function parseOptions(argv: string[], env: NodeJS.ProcessEnv): Options {
     skipWitness: bool('skip-witness', 'BENCH_SKIP_WITNESS'),
     witnessDurationS: num('witness-duration', 'BENCH_WITNESS_DURATION', 8, 1, 3600),
     witnessRounds: Math.round(num('witness-rounds', 'BENCH_WITNESS_ROUNDS', 2, 1, 20)),
+    skipMultinode: bool('skip-multinode', 'BENCH_SKIP_MULTINODE'),
+    multinodeDurationS: num('multinode-duration', 'BENCH_MULTINODE_DURATION', 8, 1, 3600),
+    multinodeRate: num('multinode-rate', 'BENCH_MULTINODE_RATE', 10_000, 0, 10_000_000),
     sqliteEncryptionEntries: Math.round(num('sqlite-encryption-entries', 'BENCH_SQLITE_ENCRYPTION_ENTRIES', 200_000, 1000, 1e8)),
     detectorsDurationS: num('detectors-duration', 'BENCH_DETECTORS_DURATION', 8, 1, 3600),
     detectorsRounds: Math.round(num('detectors-rounds', 'BENCH_DETECTORS_ROUNDS', 2, 1, 20)),
@@ -297,6 +307,7 @@ interface Results {
   detectors: DetectorsFigure | { skipped: string };
   sqliteEncryption: SqliteEncryptionFigure | { skipped: string };
   witness: WitnessFigure | { skipped: string };
+  multinode: MultinodeFigure | { skipped: string };
   compression: CompressionFigure | { skipped: string };
   cloudtrail: CloudTrailFigure | { skipped: string };
   ratios: { custodyOverPostgres: number; custodyOverFile: number; verifyOverGo: number };
@@ -586,6 +597,15 @@ function report(r: Results): string {
     rows.push(['   ack→checkpoint p99 with the witness (p50)', `${int(wf.p99WithMedian)} ms (${int(wf.p50WithMedian)} ms)`, ...verdict(tg('ack→checkpoint p99 with one witness'))]);
     rows.push(['   baseline: ack→checkpoint p99 without', `${int(wf.p99WithoutMedian)} ms`, 'info']);
   } else rows.push(['15. witness', wf.skipped]);
+  const mn = r.multinode;
+  if ('ratio' in mn) {
+    rows.push([`16. ingest on two nodes of one shared vault (PostgreSQL + Ceph S3), ${mn.writers} writers split across both`, `${int(mn.shared)} entries/s`]);
+    rows.push(['   baseline: one embedded node (data directory + SQLite, same run, same writers)', `${int(mn.embedded)} entries/s`]);
+    rows.push(['   two shared nodes / one embedded node', `${fixed(mn.ratio, 2)}×`, 'info']);
+    rows.push(['   ack→checkpoint p99 on the shared nodes (p50)', `${int(mn.p99Shared)} ms (${int(mn.p50Shared)} ms)`, 'info']);
+    rows.push(['   baseline: ack→checkpoint p99 embedded', `${int(mn.p99Embedded)} ms`, 'info']);
+    if (mn.atRate) rows.push([`   two shared nodes at ${int(mn.atRate.rate)} entries/s offered: ack→checkpoint p99 (p50)`, `${int(mn.atRate.p99)} ms (${int(mn.atRate.p50)} ms)`, 'info']);
+  } else rows.push(['16. several nodes', mn.skipped]);
   const ctf = r.cloudtrail;
   if ('folder' in ctf) {
     const ctRows = (where: string, c: CloudTrailRun): void => {
@@ -686,6 +706,7 @@ async function main(): Promise<void> {
     detectors: { skipped: 'not run' },
     sqliteEncryption: { skipped: 'not run' },
     witness: { skipped: 'not run' },
+    multinode: { skipped: 'not run' },
     compression: { skipped: 'not run' },
     cloudtrail: { skipped: 'not run' },
     ratios: { custodyOverPostgres: NaN, custodyOverFile: NaN, verifyOverGo: NaN },
@@ -770,6 +791,16 @@ async function main(): Promise<void> {
   else {
     log(`witness: ${o.witnessRounds} × (without, with one witness) ingest runs of ${o.witnessDurationS} s`);
     r.witness = await witnessFigure({ bin: custodyBin, writers: o.writers, batch: o.batch, warmupS: Math.min(o.warmupS, 2), durationS: o.witnessDurationS, rounds: o.witnessRounds }, log);
+  }
+
+  if (o.skipMultinode) r.multinode = { skipped: 'skipped (--skip-multinode)' };
+  else {
+    log(`multinode: one embedded node, then two nodes on PostgreSQL + Ceph S3, ${o.multinodeDurationS} s each`);
+    try {
+      r.multinode = await multinodeFigure({ bin: custodyBin, repoRoot, writers: o.writers, batch: o.batch, warmupS: Math.min(o.warmupS, 2), durationS: o.multinodeDurationS, rate: o.multinodeRate }, log);
+    } catch (e) {
+      r.multinode = { skipped: `failed: ${(e as Error).message.split('\n')[0]!.slice(0, 200)}` };
+    }
   }
 
   r.totalSeconds = (performance.now() - t0) / 1000;

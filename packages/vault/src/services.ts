@@ -75,10 +75,14 @@ export async function startServices(vault: Vault, opts: ServicesOptions): Promis
       closers.push(() => detectors.close());
     }
     // --- self-audit (alarms/integrity) ---
-    const selfAudit = new SelfAudit(vault, { logger: opts.logger, intervalMs: opts.timing?.['selfAuditIntervalMs'], budgetMs: opts.timing?.['selfAuditBudgetMs'] });
-    selfAudit.start();
-    services.selfAudit = selfAudit;
-    closers.push(() => selfAudit.close());
+    // Shared mode (S3): the self-audit's bundle checks read the data directory's tree; skipped (docs/PRODUCTION.md).
+    if (vault.shared) opts.logger.info('self-audit: skipped on a shared vault (S3); run custody verify against a node instead');
+    else {
+      const selfAudit = new SelfAudit(vault, { logger: opts.logger, intervalMs: opts.timing?.['selfAuditIntervalMs'], budgetMs: opts.timing?.['selfAuditBudgetMs'] });
+      selfAudit.start();
+      services.selfAudit = selfAudit;
+      closers.push(() => selfAudit.close());
+    }
     // --- retention (lifecycle) ---
     // Registers its two-person actions and finishes any purge a crash interrupted.
     const { LifecycleService } = await import('./lifecycle/index.js');

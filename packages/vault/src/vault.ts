@@ -9,9 +9,11 @@
  *   <data>/logs/<log>/         tree, blobs and journal of each log — see storage/posix.ts
  *   <data>/initial-tokens.txt  the first admin, writer and auditor tokens (0600, first start)
  */
-import { existsSync, mkdirSync, readFileSync, chmodSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, chmodSync, unlinkSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { randomBytes } from 'node:crypto';
+import { hostname } from 'node:os';
+import type pg from 'pg';
 import type { Logger } from 'pino';
 import { Ed25519NoteSigner, hashLeaf } from '@custody/verify';
 import { CustodyError } from './errors.js';
@@ -22,9 +24,13 @@ import { dataDirDbKey } from './storage/sqlite.js';
 import { writeFileAtomicSync } from './storage/atomic.js';
 import { placeLogDir, checkLogDir, mergeRegionDirs } from './storage/region-dirs.js';
 import { LogSequencer, type PublishedCheckpoint } from './sequencer/log-sequencer.js';
-import { Authenticator, createPrincipal } from './auth/tokens.js';
+import type { LogSequencerApi, SharedSequencerOptions } from './sequencer/api.js';
+import { Authenticator, createPrincipal, newPrincipal } from './auth/tokens.js';
+import type { StorageChoice, DatabaseChoice } from './cli/config.js';
+import { DATA_DIR_DBS } from './storage/sqlite.js';
 import { encodeEnvelopes, splitEncoded, envelopePrefix, inlineLimit, checkField, saltOf, MAX_RECORD_SIZE } from './log/entry.js';
-import { AlarmCenter, AlarmStore } from './alarms/index.js';
+import { AlarmCenter } from './alarms/index.js';
+import { vaultAlarmStore } from './alarms/store.js';
 import { ActionRegistry } from './auth/actions.js';
 import type { CommonFields } from './ingest/types.js';
 import type { WitnessSet } from './witness/client.js';
@@ -49,6 +55,10 @@ export interface VaultConfig {
    * region); <data>/logs/<log> links to <dir>/<log>. See storage/region-dirs.ts.
    */
   regionDirs?: Record<string, string>;
+  /** Shared mode: the bucket and prefix of the vault (every node must give the same --storage). */
+  storage?: { kind: 's3'; bucket: string; prefix: string };
+  /** Shared mode: objects written to S3 are locked (COMPLIANCE) this many days from their writing. */
+  retentionDays?: number;
 }
 
 export interface InitOptions {
@@ -88,6 +98,51 @@ export interface VaultOptions {
   onPublish?: (log: string, cp: PublishedCheckpoint, stats: { entries: number; ms: number }) => void;
   /** Witnesses and their k-of-n policy: checkpoints are published only once cosigned (docs/WITNESS.md). */
   witnesses?: WitnessSet;
+  /**
+   * Shared mode (docs/PRODUCTION.md, "Several nodes"): the logs in an S3 bucket, sequencing,
+   * configuration, keyring (sealed) and principals in PostgreSQL. Both or neither.
+   */
+  storage?: StorageChoice;
+  database?: DatabaseChoice;
+  /** This node's id in shared mode (default: hostname-pid-random). */
+  nodeId?: string;
+  /** Shared mode, first node only: how the vault is created (prefix, regions, retention). */
+  init?: SharedInitOptions;
+}
+
+export interface SharedInitOptions {
+  prefix?: string;
+  regions?: string[];
+  regionMode?: 'auto' | 'fixed';
+  /** Objects in S3 are locked (COMPLIANCE) this long after they are written (default 365). */
+  retentionDays?: number;
+}
+
+/** What other concerns (approvals, TOTP, alarms on PostgreSQL) use of a shared vault. */
+export interface SharedHandle {
+  pool: pg.Pool;
+  nodeId: string;
+}
+
+/** The vault keys every node needs; created by the first node, before the keyring is shared. */
+const SHARED_VAULT_KEYS = [...Object.values(DATA_DIR_DBS).map((d) => d.purpose), 'totp-secrets', 'notifier-secrets'];
+
+export function defaultNodeId(): string {
+  return `${hostname().replace(/[^A-Za-z0-9.-]/g, '').slice(0, 40) || 'node'}-${process.pid}-${randomBytes(3).toString('hex')}`;
+}
+
+/** The connection string with the password of --database-password-file (never logged). */
+function connectionStringOf(d: Extract<DatabaseChoice, { kind: 'postgres' }>): string {
+  if (d.passwordFile === undefined) return d.url;
+  let pw: string;
+  try {
+    pw = readFileSync(d.passwordFile, 'utf8').replace(/\r?\n$/, '');
+  } catch (e) {
+    throw new CustodyError('CONFIG', `Cannot read --database-password-file: ${(e as Error).message}.`);
+  }
+  const u = new URL(d.url);
+  u.password = encodeURIComponent(pw);
+  return u.toString();
 }
 
 export interface AppendOutcome {
@@ -244,7 +299,17 @@ export function initVault(dataDir: string, opts: InitOptions = {}): InitResult {
 }
 
 export class Vault {
+  /**
+   * The logs' sequencers. In shared mode they are SharedLogSequencers (sequencer/api.ts
+   * LogSequencerApi), typed as LogSequencer for the features that exist only on the data
+   * directory (archive tier, purges, self-audit bundle checks): those are refused or skipped in
+   * shared mode (docs/PRODUCTION.md), so they never reach a shared one.
+   */
   readonly logs = new Map<string, LogSequencer>();
+  /** Shared mode only: the PostgreSQL pool and this node's id (undefined on an embedded vault). */
+  shared?: SharedHandle;
+  /** Shared mode only: where the logs live, for /v1/logs and /readyz. */
+  sharedInfo?: SharedInfo;
   readonly auth: Authenticator;
   readonly dedupe: DedupeStore;
   readonly events: VaultEvents;
@@ -258,6 +323,7 @@ export class Vault {
   private floodLimit = 10;
   private floodWindowMs = 10_000;
   private openOpts!: VaultOptions;
+  private sharedCtx?: SharedCtx;
   private readonly creating = new Map<string, Promise<string>>();
 
   private constructor(
@@ -271,10 +337,11 @@ export class Vault {
     this.auth = new Authenticator(db);
     this.dedupe = new DedupeStore(join(dataDir, 'dedupe.db'), dataDirDbKey(keyring, dataDir, 'dedupe'));
     this.events = new VaultEvents(log);
-    this.alarms = new AlarmCenter(new AlarmStore(db.sqlite), { audit: (e) => this.audit(e), logger: log });
+    this.alarms = new AlarmCenter(vaultAlarmStore(db.sqlite, () => this.shared), { audit: (e) => this.audit(e), logger: log });
   }
 
   static async open(dataDir: string, opts: VaultOptions): Promise<Vault> {
+    if (opts.storage?.kind === 's3' || opts.database?.kind === 'postgres') return Vault.openShared(dataDir, opts);
     const config = readConfig(dataDir);
     const keyring = await Keyring.open(join(dataDir, 'keyring.json'));
     const db = VaultDb.inDataDir(dataDir, keyring);
@@ -285,13 +352,99 @@ export class Vault {
       db.close();
       throw e;
     }
+    return v.start(opts);
+  }
+
+  /**
+   * Shared mode: configuration, sealed keyring, logs and principals from PostgreSQL (the first
+   * node creates them), the logs' trees in S3, `dataDir` a node-local cache and state.
+   */
+  private static async openShared(dataDir: string, opts: VaultOptions): Promise<Vault> {
+    const storage = opts.storage;
+    const database = opts.database;
+    if (storage?.kind !== 's3' || database?.kind !== 'postgres') {
+      throw new CustodyError('CONFIG', 'Several nodes share a vault through BOTH an S3 bucket and a PostgreSQL database: give --storage s3://BUCKET/PREFIX together with --database postgres://USER@HOST/DB (or neither, for the embedded vault on the data directory).');
+    }
+    if (isInitialised(dataDir)) {
+      throw new CustodyError('CONFIG', `${dataDir} holds an embedded vault (vault.json); a node of a shared vault needs its own node-local --data directory (new or empty). The embedded vault is left as it is.`);
+    }
+    mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+    chmodSync(dataDir, 0o700);
+    const nodeId = opts.nodeId ?? defaultNodeId();
+    if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/.test(nodeId)) throw new CustodyError('CONFIG', '--node-id takes 1 to 128 letters, digits, dots, dashes and underscores.');
+    const connectionString = connectionStringOf(database);
+    const { createPool } = await import('./storage/pg/pool.js');
+    const { migrate } = await import('./storage/pg/schema.js');
+    const { PgVaultStore } = await import('./storage/pg/vault-store.js');
+    const log = opts.logger;
+    const pool = createPool({ connectionString, onIdleError: (e) => log.warn({ err: e.message }, 'an idle database connection was lost; it is replaced') });
+    let db: VaultDb | undefined;
+    let v: Vault;
+    let ctx: SharedCtx;
+    try {
+      await migrate(pool);
+      const store = new PgVaultStore(pool);
+      const keyPath = join(dataDir, 'keyring.json');
+      let row = await store.load();
+      let created: SharedCreated | undefined;
+      if (!row) {
+        created = await store.withLock('create the shared vault', async (c) => ((await store.load(c)) ? undefined : createSharedVault(c, store, dataDir, keyPath, storage, opts.init ?? {})));
+        row = await store.load();
+        if (!row) throw new CustodyError('INTERNAL', 'The shared vault configuration was not found right after it was created.');
+      }
+      const config = row.config as unknown as VaultConfig;
+      const where = config.storage;
+      if (where && (where.bucket !== storage.bucket || where.prefix !== storage.prefix)) {
+        throw new CustodyError('CONFIG', `This database belongs to the vault in s3://${where.bucket}/${where.prefix}, not s3://${storage.bucket}/${storage.prefix}: give every node the same --storage.`);
+      }
+      if (!created) writeFileAtomicSync(keyPath, row.keyring, 0o600);
+      const keyring = await Keyring.open(keyPath);
+      if (keyring.protection === 'none') throw new CustodyError('CONFIG', 'The shared keyring is not sealed; the database was altered. Restore it from its backup.');
+      db = VaultDb.inDataDir(dataDir, keyring);
+      const logRows = await store.listLogs();
+      for (const r of logRows) db.ensureLog(r);
+      db.replacePrincipals(await store.principalsWithHashes());
+      v = new Vault(dataDir, config, db, keyring, logRows, log);
+      ctx = new SharedCtx(v, store, connectionString, storage, nodeId, keyPath, row.keyringVersion, row.principalsVersion);
+      if (created) {
+        for (const e of created.audit) db.addPendingAudit(e);
+        printSharedInit(created, dataDir);
+      }
+    } catch (e) {
+      db?.close();
+      await pool.end().catch(() => undefined);
+      throw e;
+    }
+    v.shared = { pool, nodeId };
+    v.sharedCtx = ctx;
+    v.sharedInfo = { storage: 's3', bucket: storage.bucket, prefix: storage.prefix, nodeId };
+    v.keyring.onSaved = (text) => ctx.keyringSaved(text);
+    await v.start(opts);
+    // Only now: a change seen before every log is open could open one twice.
+    await ctx.listen().catch(async (e: unknown) => {
+      await v.close();
+      throw e;
+    });
+    return v;
+  }
+
+  /** Opens the logs and starts the vault's timers (both modes). */
+  /** The vault's logger (shared-mode helpers). */
+  get logger(): Logger {
+    return this.log;
+  }
+
+  private async start(opts: VaultOptions): Promise<Vault> {
+    const v = this;
+    const dataDir = this.dataDir;
+    const config = this.config;
     v.openOpts = opts;
     opts.witnesses?.useAlarms(v.alarms);
     v.floodLimit = opts.auditFloodLimit ?? 10;
     v.floodWindowMs = opts.auditFloodWindowMs ?? 10_000;
     try {
       for (const row of v.logRows) {
-        checkLogDir(dataDir, config.regionDirs, row);
+        if (!v.sharedCtx) checkLogDir(dataDir, config.regionDirs, row);
         v.logs.set(row.name, await v.openLog(row));
       }
       await v.drainOfflineAudit();
@@ -307,8 +460,15 @@ export class Vault {
     return v;
   }
 
-  private openLog(row: LogRow): Promise<LogSequencer> {
+  private async openLog(row: LogRow): Promise<LogSequencer> {
     const opts = this.openOpts;
+    if (this.sharedCtx) {
+      const seq = await this.sharedCtx.openLog(row, opts, (log, cp, stats) => {
+        opts.onPublish?.(log, cp, stats);
+        this.events.emit('published', log, cp);
+      });
+      return seq as unknown as LogSequencer; // see `logs`
+    }
     return LogSequencer.open({
       name: row.name,
       origin: row.origin,
@@ -368,6 +528,17 @@ export class Vault {
     }
     const p = (async () => {
       const row: LogRow = { name: region, origin: `${this.config.prefix}/${region}`, region, kind: 'region', createdAt: new Date().toISOString() };
+      if (this.sharedCtx) {
+        // Another node may have created it: PostgreSQL decides, under the vault lock.
+        const made = await this.sharedCtx.createLog(row);
+        await this.sharedCtx.sync();
+        if (!this.logs.has(row.name)) throw new CustodyError('STORAGE_UNAVAILABLE', `The log of region "${region}" was created but is not open on this node yet; retry in a second.`, { retryAfter: 1 });
+        if (made) {
+          this.log.info({ log: row.name, origin: row.origin }, 'created the log of a new region');
+          await this.audit({ type: 'log.created', log: row.name, origin: row.origin, region, reason: 'first record for this region', by });
+        }
+        return row.name;
+      }
       placeLogDir(this.dataDir, this.config.regionDirs, row);
       if (!this.keyring.has(row.name)) this.keyring.addLog(row.name, { region });
       this.db.addLog(row);
@@ -497,20 +668,48 @@ export class Vault {
     }
   }
 
-  createPrincipal(p: { name: string; role: PrincipalRow['role']; logs?: string[] | null; createdBy: string }): { principal: PrincipalRow; token: string } {
+  /** Creates a principal; in shared mode it is in PostgreSQL (every node) before this resolves. */
+  async createPrincipal(p: { name: string; role: PrincipalRow['role']; logs?: string[] | null; createdBy: string }): Promise<{ principal: PrincipalRow; token: string }> {
+    if (this.sharedCtx) {
+      const { principal, token, tokenHash } = newPrincipal(p, this.regionLogs());
+      await this.sharedCtx.store.addPrincipal(principal, tokenHash);
+      await this.sharedCtx.sync();
+      return { principal, token };
+    }
     const r = createPrincipal(this.db, p, this.regionLogs());
     this.auth.reload();
     return r;
   }
 
-  revokePrincipal(id: string, by: string): PrincipalRow {
+  /** Revokes a principal; in shared mode the revocation is committed in PostgreSQL before this resolves. */
+  async revokePrincipal(id: string, by: string): Promise<PrincipalRow> {
+    if (this.sharedCtx) {
+      const r = await this.sharedCtx.store.revokePrincipal(id, by);
+      await this.sharedCtx.sync();
+      return r;
+    }
     const r = this.db.revokePrincipal(id, by);
     this.auth.reload();
     return r;
   }
 
+  /** @internal (SharedCtx) Opens a log another node created and starts serving it. */
+  async adoptLog(row: LogRow): Promise<void> {
+    if (this.logs.has(row.name) || this.closing) return;
+    this.db.ensureLog(row);
+    const seq = await this.openLog(row);
+    if (this.logs.has(row.name) || this.closing) {
+      await seq.close();
+      return;
+    }
+    this.logs.set(row.name, seq);
+    if (!this.logRows.some((r) => r.name === row.name)) this.logRows.push(row);
+    this.log.info({ log: row.name, origin: row.origin }, 'opened a log created on another node');
+  }
+
   async close(): Promise<void> {
     if (this.auditTimer) clearInterval(this.auditTimer);
+    await this.sharedCtx?.stop(); // no more reloads into what closes below
     await this.flushFloods(true).catch(() => undefined);
     this.closing = true;
     for (const s of this.logs.values()) {
@@ -522,5 +721,314 @@ export class Vault {
     }
     this.db.close();
     this.dedupe.close();
+    if (this.shared) await this.shared.pool.end().catch(() => undefined);
+  }
+}
+
+// ---- shared mode (several nodes: PostgreSQL + S3) ---------------------------------------------
+
+/** Where a shared vault's logs live (GET /v1/logs, /readyz). */
+export interface SharedInfo {
+  storage: 's3';
+  bucket: string;
+  prefix: string;
+  nodeId: string;
+}
+
+interface SharedCreated {
+  config: VaultConfig;
+  logs: Array<{ name: string; origin: string; verifierKey: string }>;
+  tokensFile: string;
+  audit: Array<Record<string, unknown>>;
+}
+
+type PgVaultStoreT = import('./storage/pg/vault-store.js').PgVaultStore;
+
+
+/**
+ * The first node of a shared vault creates it (inside PgVaultStore.withLock): the keyring —
+ * refused unless sealed (passphrase or KMS), since it is stored in the database — a key set
+ * per log, the vault keys every node uses, the logs and the first three principals, whose
+ * tokens go to this node's <data>/initial-tokens.txt (0600).
+ */
+async function createSharedVault(
+  c: pg.PoolClient,
+  store: PgVaultStoreT,
+  dataDir: string,
+  keyPath: string,
+  storage: Extract<StorageChoice, { kind: 's3' }>,
+  o: SharedInitOptions,
+): Promise<SharedCreated> {
+  const regions = o.regions && o.regions.length > 0 ? o.regions : ['local'];
+  for (const r of regions) {
+    if (!REGION_RE.test(r) || r === AUDIT_LOG) throw new CustodyError('CONFIG', `Region name "${r}" is not allowed: use lower-case letters, digits and dashes (and not "${AUDIT_LOG}").`);
+  }
+  let keyring: Keyring;
+  let madeHere = false;
+  if (existsSync(keyPath)) keyring = await Keyring.open(keyPath);
+  else {
+    if (!Keyring.hasDefaultPassphrase()) {
+      throw new CustodyError(
+        'CONFIG',
+        'A shared vault keeps its keyring in PostgreSQL, sealed: set a passphrase (CUSTODY_PASSPHRASE or --passphrase-file) or create a KMS-protected keyring first (custody init --kms-key … on this node\'s --data), then start again. Nothing was created.',
+      );
+    }
+    keyring = Keyring.create(keyPath);
+    madeHere = true;
+  }
+  if (keyring.protection === 'none') {
+    if (madeHere) unlinkSync(keyPath);
+    throw new CustodyError('CONFIG', `The keyring ${keyPath} holds its keys in the clear; a shared vault stores its keyring in PostgreSQL and needs it sealed: protect it (custody keyring passphrase --data ${dataDir}) or use KMS keys, then start again.`);
+  }
+  const vaultId = randomBytes(4).toString('hex');
+  const prefix = o.prefix ?? `custody-${vaultId}`;
+  checkField('origin prefix', prefix);
+  const createdAt = new Date().toISOString();
+  const regionMode = o.regionMode ?? (o.regions && o.regions.length > 0 ? 'fixed' : 'auto');
+  const retentionDays = o.retentionDays ?? 365;
+  const config: VaultConfig = { version: 1, vaultId, prefix, regions, regionMode, createdAt, storage: { kind: 's3', bucket: storage.bucket, prefix: storage.prefix }, retentionDays };
+  const rows: LogRow[] = [
+    ...regions.map((r) => ({ name: r, origin: `${prefix}/${r}`, region: r, kind: 'region' as const, createdAt })),
+    { name: AUDIT_LOG, origin: `${prefix}/${AUDIT_LOG}`, region: regions[0]!, kind: 'audit' as const, createdAt },
+  ];
+  for (const row of rows) if (!keyring.has(row.name)) keyring.addLog(row.name, { region: row.region });
+  for (const purpose of SHARED_VAULT_KEYS) keyring.vaultKey(purpose);
+  for (const row of rows) await store.addLog(c, row);
+  const tokens: Array<{ role: string; name: string; token: string }> = [];
+  for (const role of ['admin', 'writer', 'auditor'] as const) {
+    const { principal, token, tokenHash } = newPrincipal({ name: `initial-${role}`, role, createdBy: 'custody serve (first node)' }, regions);
+    await store.addPrincipal(principal, tokenHash, c);
+    tokens.push({ role, name: principal.name, token });
+  }
+  await store.create(c, config as unknown as Record<string, unknown>, readFileSync(keyPath, 'utf8'));
+  const tokensFile = join(dataDir, 'initial-tokens.txt');
+  writeFileAtomicSync(
+    tokensFile,
+    ['# The first Custody tokens. Each is shown only here; the vault keeps only their hashes.', '# Move them into your secret store, then delete this file.', ...tokens.map((t) => `${t.role.toUpperCase()}_TOKEN=${t.token}`), ''].join('\n'),
+    0o600,
+  );
+  return {
+    config,
+    tokensFile,
+    logs: rows.map((r) => ({ name: r.name, origin: r.origin, verifierKey: new Ed25519NoteSigner(r.origin, keyring.forLog(r.name).signingSeed).verifierKey })),
+    audit: [
+      {
+        type: 'vault.initialised',
+        prefix,
+        storage: `s3://${storage.bucket}/${storage.prefix}`,
+        logs: rows.map((r) => ({ name: r.name, origin: r.origin, region: r.region, kind: r.kind })),
+        principals: tokens.map((t) => ({ name: t.name, role: t.role })),
+      },
+    ],
+  };
+}
+
+function printSharedInit(r: SharedCreated, dataDir: string): void {
+  process.stdout.write(
+    [
+      `Custody created a new shared vault (s3://${r.config.storage!.bucket}/${r.config.storage!.prefix}; configuration, keyring and principals in PostgreSQL).`,
+      '',
+      'Logs and their verifier keys (give these to your auditors; they check every checkpoint with them):',
+      ...r.logs.map((l) => `  ${l.name.padEnd(8)} ${l.verifierKey}`),
+      '',
+      `The first admin, writer and auditor tokens are in ${r.tokensFile} on this node (readable only by you; data: ${dataDir}).`,
+      'Move them into your secret store and delete that file. They are not shown anywhere else.',
+      '',
+    ].join('\n') + '\n',
+  );
+}
+
+/**
+ * A shared vault's link to PostgreSQL: keeps this node's copies (keyring file, principals in
+ * custody.db → the authenticator, open logs) current — at once on NOTIFY custody_vault, and by
+ * a poll of the change counters every second whatever happens to the LISTEN session — and
+ * writes changes to PostgreSQL first.
+ */
+class SharedCtx {
+  private listener: pg.Client | null = null;
+  private timer: NodeJS.Timeout | null = null;
+  private running: Promise<void> | null = null;
+  private again = false;
+  private closed = false;
+  private inLockedChange = false;
+  private readonly adopting = new Map<string, Promise<void>>();
+  private readonly log: Logger;
+
+  constructor(
+    private readonly vault: Vault,
+    readonly store: PgVaultStoreT,
+    private readonly connectionString: string,
+    private readonly storage: Extract<StorageChoice, { kind: 's3' }>,
+    private readonly nodeId: string,
+    private readonly keyPath: string,
+    private keyringVersion: number,
+    private principalsVersion: number,
+  ) {
+    this.log = vault.logger;
+  }
+
+  async openLog(row: LogRow, opts: VaultOptions, onPublish: SharedSequencerOptions['onPublish']): Promise<LogSequencerApi> {
+    const mod = await import('./sequencer/shared-sequencer.js');
+    const days = this.vault.config.retentionDays ?? 365;
+    const env: Record<string, string> = {};
+    for (const [k, val] of Object.entries(process.env)) if (val !== undefined && k.startsWith('AWS_')) env[k] = val;
+    return mod.openSharedLogSequencer({
+      name: row.name,
+      origin: row.origin,
+      keys: this.vault.keyring.forLog(row.name),
+      pool: this.vault.shared!.pool,
+      connectionString: this.connectionString,
+      nodeId: this.nodeId,
+      s3: { kind: 's3', bucket: this.storage.bucket, prefix: this.storage.prefix, log: row.name, retainUntil: new Date(Date.now() + days * 86_400_000).toISOString(), env },
+      cacheDir: join(this.vault.dataDir, 'cache', row.name),
+      logger: opts.logger,
+      checkpointIntervalMs: opts.checkpointIntervalMs,
+      witnesses: opts.witnesses,
+      create: false,
+      onPublish,
+    });
+  }
+
+  /** LISTEN custody_vault on a session of its own, and the 1-s poll. */
+  async listen(): Promise<void> {
+    this.timer = setInterval(() => void this.sync().catch(() => undefined), 1_000);
+    this.timer.unref();
+    await this.connectListener();
+  }
+
+  private async connectListener(): Promise<void> {
+    if (this.closed) return;
+    const { default: pgmod } = await import('pg');
+    const c = new pgmod.Client({ connectionString: this.connectionString, keepAlive: true, connectionTimeoutMillis: 5_000 });
+    c.on('error', () => undefined);
+    c.on('end', () => {
+      if (this.listener === c) this.listener = null;
+      // The poll keeps nodes current meanwhile; try LISTEN again shortly.
+      if (!this.closed) setTimeout(() => void this.connectListener().catch(() => undefined), 2_000).unref();
+    });
+    c.on('notification', () => void this.sync().catch(() => undefined));
+    try {
+      await c.connect();
+      const { VAULT_CHANNEL } = await import('./storage/pg/vault-store.js');
+      await c.query(`LISTEN ${VAULT_CHANNEL}`);
+      this.listener = c;
+    } catch (e) {
+      this.log.warn({ err: (e as Error).message }, 'shared vault: LISTEN failed; relying on the 1-s poll');
+      await c.end().catch(() => undefined);
+    }
+  }
+
+  /** Brings this node's copies up to date (one run at a time; a call during a run runs again after it). */
+  sync(): Promise<void> {
+    if (this.running) {
+      this.again = true;
+      return this.running;
+    }
+    this.running = (async () => {
+      try {
+        do {
+          this.again = false;
+          await this.syncOnce();
+        } while (this.again && !this.closed);
+      } finally {
+        this.running = null;
+      }
+    })();
+    return this.running;
+  }
+
+  private async syncOnce(): Promise<void> {
+    if (this.closed) return;
+    const v = await this.store.versions().catch((e: unknown) => {
+      this.log.warn({ err: (e as Error).message }, 'shared vault: cannot read the change counters; keeping the current principals and keys');
+      throw e;
+    });
+    if (v.keyring !== this.keyringVersion) {
+      const row = await this.store.load();
+      if (row && row.keyringVersion !== this.keyringVersion) {
+        writeFileAtomicSync(this.keyPath, row.keyring, 0o600);
+        this.vault.keyring.reload();
+        this.keyringVersion = row.keyringVersion;
+        this.log.info({ version: row.keyringVersion }, 'shared vault: loaded the keyring changed on another node');
+        // A KEK rotated on another node: seal with it here too (reads find new KEKs by themselves).
+        for (const [name, seq] of this.vault.logs) {
+          if (!this.vault.keyring.has(name)) continue;
+          const lk = this.vault.keyring.forLog(name);
+          if (lk.activeKek.id > seq.keys.activeKek.id) seq.useKek(lk.activeKek, lk.kmsKey?.keyId);
+        }
+      }
+    }
+    if (v.principals !== this.principalsVersion) {
+      const rows = await this.store.principalsWithHashes();
+      if (this.closed) return;
+      this.vault.db.replacePrincipals(rows);
+      this.vault.auth.reload();
+      this.principalsVersion = v.principals;
+    }
+    if (v.logs !== this.vault.logs.size) {
+      for (const row of await this.store.listLogs()) {
+        if (this.vault.logs.has(row.name)) continue;
+        if (!this.vault.keyring.has(row.name)) continue; // its keys arrive with the next keyring version
+        let p = this.adopting.get(row.name);
+        if (!p) {
+          p = this.vault.adoptLog(row).finally(() => this.adopting.delete(row.name));
+          this.adopting.set(row.name, p);
+        }
+        await p.catch((e: unknown) => this.log.error({ err: e, log: row.name }, 'shared vault: cannot open a log created on another node'));
+      }
+    }
+  }
+
+  /** Creates a log (keys in the shared keyring, rows in PostgreSQL) unless another node did; true when this call created it. */
+  async createLog(row: LogRow): Promise<boolean> {
+    return this.store.withLock(`create log "${row.name}"`, async (c) => {
+      const have = (await this.store.listLogs(c)).find((r) => r.name === row.name);
+      if (have) return false;
+      const cur = await this.store.load(c);
+      if (!cur) throw new CustodyError('CONFIG', 'The shared vault configuration is missing from the database.');
+      if (cur.keyringVersion !== this.keyringVersion) {
+        writeFileAtomicSync(this.keyPath, cur.keyring, 0o600);
+        this.vault.keyring.reload();
+        this.keyringVersion = cur.keyringVersion;
+      }
+      this.inLockedChange = true;
+      try {
+        if (!this.vault.keyring.has(row.name)) this.vault.keyring.addLog(row.name, { region: row.region });
+      } finally {
+        this.inLockedChange = false;
+      }
+      this.keyringVersion = await this.store.saveKeyring(c, readFileSync(this.keyPath, 'utf8'));
+      await this.store.addLog(c, row);
+      return true;
+    });
+  }
+
+  /**
+   * The keyring was saved outside createLog (a vault key of a new purpose, a rotation): copy
+   * it to PostgreSQL unless another node changed the shared one meanwhile — then this node's
+   * change is NOT shared (overwriting would drop the other's keys) and an error says so.
+   */
+  keyringSaved(text: string): void {
+    if (this.inLockedChange || this.closed) return;
+    const base = this.keyringVersion;
+    void this.store
+      .withLock('share a keyring change', async (c) => {
+        const cur = await this.store.load(c);
+        if (!cur || cur.keyringVersion !== base) {
+          throw new CustodyError('KEYRING', 'The shared keyring was changed on another node at the same time; this node\'s keyring change was not shared. Restart this node to load the shared keyring and repeat the change.');
+        }
+        this.keyringVersion = await this.store.saveKeyring(c, text);
+      })
+      .catch((e: unknown) => this.log.error({ err: e }, 'shared vault: could not share a keyring change'));
+  }
+
+  /** Stops reloading (the vault ends the pool once its logs are closed). */
+  async stop(): Promise<void> {
+    this.closed = true;
+    if (this.timer) clearInterval(this.timer);
+    await this.running?.catch(() => undefined);
+    const l = this.listener;
+    this.listener = null;
+    await l?.end().catch(() => undefined);
   }
 }

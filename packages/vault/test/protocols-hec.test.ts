@@ -201,8 +201,8 @@ test('health answers without a token', async () => {
 });
 
 test('credentials: missing → 401 code 2, unreadable → 401 code 3, unknown → 403 code 4, revoked → 403 code 1, auditor → 403 code 4; nothing stored', async () => {
-  const { principal, token } = v.vault.createPrincipal({ name: 'hec-revoked', role: 'writer', createdBy: 'test' });
-  v.vault.revokePrincipal(principal.id, 'test');
+  const { principal, token } = await v.vault.createPrincipal({ name: 'hec-revoked', role: 'writer', createdBy: 'test' });
+  await v.vault.revokePrincipal(principal.id, 'test');
   const from = logSize(v);
   const cases: Array<[string | null, number, number, string]> = [
     [null, 401, 2, 'Token is required'],

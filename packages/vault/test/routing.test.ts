@@ -82,7 +82,7 @@ test('fixed region list: a record for another region is refused with REGION_NOT_
 test('a scoped writer cannot reach another region through a record', async (t) => {
   const v = await startInProc({ regions: ['eu-west-1', 'us-east-1'] });
   t.after(() => v.close());
-  const { principal } = v.vault.createPrincipal({ name: 'eu-only', role: 'writer', logs: ['eu-west-1'], createdBy: 'test' });
+  const { principal } = await v.vault.createPrincipal({ name: 'eu-only', role: 'writer', logs: ['eu-west-1'], createdBy: 'test' });
   const s = await ingestRecords(v.vault, [rec('{"a":1}', 1, { region: 'eu-west-1' }), rec('{"a":2}', 2, { region: 'us-east-1' }), rec('{"a":3}', 3, { region: 'ap-south-1' })], { principal });
   assert.equal(s.stored, 1);
   assert.deepEqual(s.outcomes.map((o) => (o.status === 'rejected' ? o.code : o.status)), ['stored', 'FORBIDDEN', 'REGION_NOT_ALLOWED']);

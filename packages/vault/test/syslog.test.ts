@@ -379,7 +379,7 @@ describe('syslog listener', () => {
     sock.write(octet('<13>1 - host app - - - before'));
     await until('first message stored', () => s.stats.stored === 1);
     const writer = v.vault.auth.authenticate(v.tokens.writer)!;
-    v.vault.revokePrincipal(writer.id, 'test');
+    await v.vault.revokePrincipal(writer.id, 'test');
     const closed = closedByPeer(sock, 3_000);
     sock.write(octet('<13>1 - host app - - - after'));
     assert.ok(await closed, 'the open connection is closed');
@@ -403,8 +403,8 @@ describe('syslog listener', () => {
     await refused('', /needs a writer token/);
     await refused('cst_' + 'A'.repeat(43), /not valid/);
     await refused(v.tokens.auditor, /a auditor|auditor; the listener needs a writer/);
-    const { principal, token } = v.vault.createPrincipal({ name: 'old-syslog', role: 'writer', createdBy: 'test' });
-    v.vault.revokePrincipal(principal.id, 'test');
+    const { principal, token } = await v.vault.createPrincipal({ name: 'old-syslog', role: 'writer', createdBy: 'test' });
+    await v.vault.revokePrincipal(principal.id, 'test');
     await refused(token, /revoked/);
     const s = await start(v.tokens.writer);
     await refused(v.tokens.writer, /already in use/, s.port);

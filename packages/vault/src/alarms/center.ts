@@ -3,7 +3,7 @@
  * records it in the vault's audit log, and hands it to whoever listens (the notifiers).
  */
 import type { Logger } from 'pino';
-import { AlarmStore } from './store.js';
+import type { AlarmStoreApi } from './store.js';
 import type { Alarm, AlarmInput, AlarmQuery, AlarmSink } from './types.js';
 
 export interface AlarmCenterOptions {
@@ -20,11 +20,22 @@ export class AlarmCenter implements AlarmSink {
   private readonly listeners: AlarmListener[] = [];
   private readonly groupWindowMs: number;
 
+  private readonly storeOf: () => AlarmStoreApi;
+
+  /**
+   * `store`: the store, or a function naming it at each call (the vault's: custody.db, or the
+   * shared PostgreSQL once the vault has one).
+   */
   constructor(
-    readonly store: AlarmStore,
+    store: AlarmStoreApi | (() => AlarmStoreApi),
     private readonly opts: AlarmCenterOptions,
   ) {
+    this.storeOf = typeof store === 'function' ? store : () => store;
     this.groupWindowMs = opts.groupWindowMs ?? 10 * 60_000;
+  }
+
+  get store(): AlarmStoreApi {
+    return this.storeOf();
   }
 
   /** Called for every alarm raised and every repeat counted. A listener must not throw. */
@@ -34,7 +45,7 @@ export class AlarmCenter implements AlarmSink {
 
   async raise(a: AlarmInput): Promise<Alarm> {
     const now = new Date();
-    const { alarm, isNew } = this.store.record(a, now.toISOString(), a.groupKey !== undefined ? new Date(now.getTime() - this.groupWindowMs).toISOString() : null);
+    const { alarm, isNew } = await this.store.record(a, now.toISOString(), a.groupKey !== undefined ? new Date(now.getTime() - this.groupWindowMs).toISOString() : null);
     this.opts.logger.warn({ alarm: { id: alarm.id, kind: alarm.kind, rule: alarm.rule, severity: alarm.severity, count: alarm.count } }, alarm.title);
     // The audit record names the alarm; its details are in the alarm (and in the entry it cites).
     await this.opts
@@ -50,11 +61,11 @@ export class AlarmCenter implements AlarmSink {
     return alarm;
   }
 
-  list(q: AlarmQuery): Alarm[] {
+  list(q: AlarmQuery): Promise<Alarm[]> {
     return this.store.list(q);
   }
 
-  get(id: number): Alarm | undefined {
+  get(id: number): Promise<Alarm | undefined> {
     return this.store.get(id);
   }
 }

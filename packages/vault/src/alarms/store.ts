@@ -1,5 +1,12 @@
-/** Alarms in custody.db (table created by storage/db.ts's migrations). */
+/**
+ * Where alarms are kept: custody.db on one node (AlarmStore, table created by storage/db.ts's
+ * migrations), or the shared PostgreSQL when several nodes serve one vault
+ * (storage/pg/alarms.ts), so alarms raised on any node are listed on every node and repeats
+ * on different nodes count on one alarm.
+ */
 import type Database from 'better-sqlite3';
+import type pg from 'pg';
+import { PgAlarmStore } from '../storage/pg/alarms.js';
 import type { Alarm, AlarmInput, AlarmKind, AlarmQuery, Severity } from './types.js';
 
 interface Row {
@@ -35,7 +42,21 @@ function toAlarm(r: Row): Alarm {
   return a;
 }
 
-export class AlarmStore {
+export interface AlarmStoreApi {
+  /**
+   * Stores an alarm, or counts a repeat: with a group key, an alarm of the same key last seen
+   * after `groupSince` gets its count raised and its time of last sighting moved.
+   * Returns the alarm and whether it is new.
+   */
+  record(a: AlarmInput, now: string, groupSince: string | null): Promise<{ alarm: Alarm; isNew: boolean }>;
+  get(id: number): Promise<Alarm | undefined>;
+  /** Newest first (highest id first). */
+  list(q: AlarmQuery): Promise<Alarm[]>;
+  count(): Promise<number>;
+}
+
+/** The alarms table of custody.db (one node). */
+export class AlarmStore implements AlarmStoreApi {
   constructor(private readonly db: Database.Database) {}
 
   /**
@@ -43,7 +64,7 @@ export class AlarmStore {
    * after `groupSince` gets its count raised and its time of last sighting moved.
    * Returns the alarm and whether it is new.
    */
-  record(a: AlarmInput, now: string, groupSince: string | null): { alarm: Alarm; isNew: boolean } {
+  async record(a: AlarmInput, now: string, groupSince: string | null): Promise<{ alarm: Alarm; isNew: boolean }> {
     return this.db.transaction(() => {
       if (a.groupKey !== undefined && groupSince !== null) {
         const open = this.db.prepare('SELECT * FROM alarms WHERE group_key = ? AND last_at >= ? ORDER BY id DESC LIMIT 1').get(a.groupKey, groupSince) as Row | undefined;
@@ -59,13 +80,13 @@ export class AlarmStore {
     })();
   }
 
-  get(id: number): Alarm | undefined {
+  async get(id: number): Promise<Alarm | undefined> {
     const r = this.db.prepare('SELECT * FROM alarms WHERE id = ?').get(id) as Row | undefined;
     return r ? toAlarm(r) : undefined;
   }
 
   /** Newest first. */
-  list(q: AlarmQuery): Alarm[] {
+  async list(q: AlarmQuery): Promise<Alarm[]> {
     const where: string[] = [];
     const args: unknown[] = [];
     if (q.kinds && q.kinds.length > 0) {
@@ -89,7 +110,22 @@ export class AlarmStore {
     return (this.db.prepare(sql).all(...args) as Row[]).map(toAlarm);
   }
 
-  count(): number {
+  async count(): Promise<number> {
     return (this.db.prepare('SELECT COUNT(*) AS n FROM alarms').get() as { n: number }).n;
   }
+}
+
+/**
+ * The vault's alarm store, named at each use: the shared PostgreSQL once the vault has one
+ * (`vault.shared`, several nodes), custody.db otherwise.
+ */
+export function vaultAlarmStore(db: Database.Database, shared: () => { pool: pg.Pool } | undefined): () => AlarmStoreApi {
+  const local = new AlarmStore(db);
+  let remote: { pool: pg.Pool; store: PgAlarmStore } | undefined;
+  return () => {
+    const s = shared();
+    if (!s) return local;
+    if (remote?.pool !== s.pool) remote = { pool: s.pool, store: new PgAlarmStore(s.pool) };
+    return remote.store;
+  };
 }

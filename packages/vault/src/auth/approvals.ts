@@ -16,6 +16,8 @@ import type { Vault } from '../vault.js';
 import type { PrincipalRow } from '../storage/db.js';
 import type { ActionHandler } from './actions.js';
 import { adminClock } from './totp.js';
+import { PgApprovalStore } from '../storage/pg/approvals.js';
+import { sharedOf } from '../storage/pg/vault-shared.js';
 
 export const APPROVAL_STATUSES = ['pending', 'approved', 'denied', 'expired', 'failed', 'cancelled'] as const;
 export type ApprovalStatus = (typeof APPROVAL_STATUSES)[number];
@@ -74,8 +76,36 @@ export const DEFAULT_EXPIRY_MINUTES = 1440;
 export const MAX_EXPIRY_MINUTES = 10080;
 const MAX_PARAMS_BYTES = 16 * 1024;
 
-/** The approvals table. Times are ISO strings from the injected clock. */
-export class ApprovalStore {
+/**
+ * Where approval requests are kept: custody.db on one node (ApprovalStore), or the shared
+ * PostgreSQL when several nodes serve one vault (storage/pg/approvals.ts). Every decision is a
+ * compare-and-set in the store, so the two-person rule holds across nodes: a request approved
+ * on one node is closed on every other.
+ */
+export interface ApprovalStoreApi {
+  readonly now: () => number;
+  add(a: { action: string; params: Record<string, unknown>; description: string; by: PrincipalRow; expiresInMinutes: number }): Promise<Approval>;
+  get(id: string): Promise<Approval | undefined>;
+  /** Newest first. */
+  list(q?: { status?: ApprovalStatus; limit?: number }): Promise<Approval[]>;
+  /** Marks pending requests past their expiry as expired; returns those this call marked. */
+  expireDue(): Promise<Approval[]>;
+  /**
+   * Moves a pending, unexpired request to `status` (approved, denied, cancelled). True only for
+   * the one caller whose update took effect.
+   */
+  decide(id: string, status: 'approved' | 'denied' | 'cancelled', by: string, result?: Record<string, unknown> | null): Promise<boolean>;
+  /** Records what executing an approved request gave (status stays approved, or becomes failed). */
+  finish(id: string, status: 'approved' | 'failed', result: Record<string, unknown>): Promise<void>;
+}
+
+/** A new request id (both stores). */
+export function newApprovalId(): string {
+  return 'apr_' + randomBytes(9).toString('base64url');
+}
+
+/** The approvals table in custody.db (one node). Times are ISO strings from the injected clock. */
+export class ApprovalStore implements ApprovalStoreApi {
   constructor(
     private readonly db: Database.Database,
     readonly now: () => number = Date.now,
@@ -93,23 +123,27 @@ export class ApprovalStore {
     return new Date(this.now()).toISOString();
   }
 
-  add(a: { action: string; params: Record<string, unknown>; description: string; by: PrincipalRow; expiresInMinutes: number }): Approval {
-    const id = 'apr_' + randomBytes(9).toString('base64url');
+  async add(a: { action: string; params: Record<string, unknown>; description: string; by: PrincipalRow; expiresInMinutes: number }): Promise<Approval> {
+    const id = newApprovalId();
     const now = this.now();
     this.db
       .prepare(`INSERT INTO approvals (id, action, params, description, requested_by, requested_by_id, requested_at, expires_at, status)
                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'pending')`)
       .run(id, a.action, JSON.stringify(a.params), a.description, a.by.name, a.by.id, new Date(now).toISOString(), new Date(now + a.expiresInMinutes * 60_000).toISOString());
-    return this.get(id)!;
+    return this.getSync(id)!;
   }
 
-  get(id: string): Approval | undefined {
+  private getSync(id: string): Approval | undefined {
     const r = this.db.prepare('SELECT * FROM approvals WHERE id = ?').get(id) as ApprovalDbRow | undefined;
     return r && toApproval(r);
   }
 
+  async get(id: string): Promise<Approval | undefined> {
+    return this.getSync(id);
+  }
+
   /** Newest first. */
-  list(q: { status?: ApprovalStatus; limit?: number } = {}): Approval[] {
+  async list(q: { status?: ApprovalStatus; limit?: number } = {}): Promise<Approval[]> {
     const limit = q.limit ?? 100;
     const rows = (q.status
       ? this.db.prepare('SELECT * FROM approvals WHERE status = ? ORDER BY requested_at DESC, rowid DESC LIMIT ?').all(q.status, limit)
@@ -118,7 +152,7 @@ export class ApprovalStore {
   }
 
   /** Marks pending requests past their expiry as expired; returns them. */
-  expireDue(): Approval[] {
+  async expireDue(): Promise<Approval[]> {
     const now = this.nowIso();
     return this.db.transaction(() => {
       const due = this.db.prepare("SELECT * FROM approvals WHERE status = 'pending' AND expires_at <= ?").all(now) as ApprovalDbRow[];
@@ -127,11 +161,7 @@ export class ApprovalStore {
     }).immediate();
   }
 
-  /**
-   * Moves a pending, unexpired request to `status` (approved, denied, cancelled). True only for
-   * the one caller whose update took effect.
-   */
-  decide(id: string, status: 'approved' | 'denied' | 'cancelled', by: string, result: Record<string, unknown> | null = null): boolean {
+  async decide(id: string, status: 'approved' | 'denied' | 'cancelled', by: string, result: Record<string, unknown> | null = null): Promise<boolean> {
     const now = this.nowIso();
     return this.db.transaction(
       () =>
@@ -141,8 +171,7 @@ export class ApprovalStore {
     ).immediate();
   }
 
-  /** Records what executing an approved request gave (status stays approved, or becomes failed). */
-  finish(id: string, status: 'approved' | 'failed', result: Record<string, unknown>): void {
+  async finish(id: string, status: 'approved' | 'failed', result: Record<string, unknown>): Promise<void> {
     this.db.prepare("UPDATE approvals SET status = ?, result = ? WHERE id = ? AND status = 'approved'").run(status, JSON.stringify(result), id);
   }
 }
@@ -173,12 +202,12 @@ function summary(a: Approval): Record<string, unknown> {
 export class Approvals {
   constructor(
     private readonly vault: Vault,
-    readonly store: ApprovalStore,
+    readonly store: ApprovalStoreApi,
   ) {}
 
   /** Marks overdue requests expired (audited). Called whenever requests are looked at. */
   async expireDue(): Promise<void> {
-    for (const a of this.store.expireDue()) {
+    for (const a of await this.store.expireDue()) {
       await this.vault.audit({ type: 'approval.expired', ...summary(a), principal: null });
     }
   }
@@ -207,7 +236,7 @@ export class Approvals {
     const description = handler.describe(params);
     await this.expireDue();
     if (handler.needsApproval?.(params) === false) {
-      const id = 'apr_' + randomBytes(9).toString('base64url');
+      const id = newApprovalId();
       let result: Record<string, unknown>;
       try {
         result = await handler.execute(params, { requestId: id, requestedBy: by.name, approvedBy: by.name });
@@ -218,7 +247,7 @@ export class Approvals {
       await this.vault.audit({ type: 'approval.executed-directly', id, action: input.action, description, result: redactSecrets(result), ...ctx });
       return { result, id, description };
     }
-    const approval = this.store.add({ action: input.action, params, description, by, expiresInMinutes: minutes });
+    const approval = await this.store.add({ action: input.action, params, description, by, expiresInMinutes: minutes });
     await this.vault.audit({ type: 'approval.requested', ...summary(approval), params: redactSecrets(params), ...ctx });
     await this.vault.alarms.raise({
       kind: 'admin',
@@ -232,14 +261,14 @@ export class Approvals {
 
   async get(id: string): Promise<Approval> {
     await this.expireDue();
-    const a = this.store.get(id);
+    const a = await this.store.get(id);
     if (!a) throw new CustodyError('APPROVAL_NOT_FOUND', `There is no approval request "${id.slice(0, 64)}". GET /v1/approvals lists them (custody admin approvals).`);
     return a;
   }
 
   async list(q: { status?: ApprovalStatus; limit?: number }): Promise<Approval[]> {
     await this.expireDue();
-    return this.store.list(q);
+    return await this.store.list(q);
   }
 
   private async refuse(a: Approval, reason: string, ctx: AuditContext, e: CustodyError): Promise<never> {
@@ -259,9 +288,9 @@ export class Approvals {
       await this.refuse(a, 'self-approval', ctx, new CustodyError('SELF_APPROVAL', `You asked for ${a.id} yourself; a different admin must approve it (they run \`custody admin approve ${a.id} --totp <code>\`).`));
     }
     if (a.status !== 'pending') await this.refuse(a, 'closed', ctx, this.closed(a));
-    if (!this.store.decide(a.id, 'approved', by.name)) {
+    if (!(await this.store.decide(a.id, 'approved', by.name))) {
       await this.expireDue();
-      const now = this.store.get(a.id)!;
+      const now = (await this.store.get(a.id))!;
       await this.refuse(now, 'closed', ctx, this.closed(now));
     }
     await this.vault.audit({ type: 'approval.approved', ...summary(a), approvedBy: by.name, ...ctx });
@@ -272,14 +301,14 @@ export class Approvals {
       result = await handler.execute(params, { requestId: a.id, requestedBy: a.requestedBy, approvedBy: by.name });
     } catch (e) {
       const error = errorOf(e);
-      this.store.finish(a.id, 'failed', { error });
+      await this.store.finish(a.id, 'failed', { error });
       await this.vault.audit({ type: 'approval.failed', ...summary(a), approvedBy: by.name, error, ...ctx });
       throw e;
     }
     const stored = redactSecrets(result) as Record<string, unknown>;
-    this.store.finish(a.id, 'approved', stored);
+    await this.store.finish(a.id, 'approved', stored);
     await this.vault.audit({ type: 'approval.executed', ...summary(a), approvedBy: by.name, result: stored, ...ctx });
-    return { approval: this.store.get(a.id)!, result };
+    return { approval: (await this.store.get(a.id))!, result };
   }
 
   /** Any admin may deny a pending request; the requester denying it cancels it. */
@@ -287,13 +316,13 @@ export class Approvals {
     const a = await this.get(id);
     if (a.status !== 'pending') await this.refuse(a, 'closed', ctx, this.closed(a));
     const status = a.requestedById === by.id ? 'cancelled' : 'denied';
-    if (!this.store.decide(a.id, status, by.name, reason ? { reason } : null)) {
+    if (!(await this.store.decide(a.id, status, by.name, reason ? { reason } : null))) {
       await this.expireDue();
-      const now = this.store.get(a.id)!;
+      const now = (await this.store.get(a.id))!;
       await this.refuse(now, 'closed', ctx, this.closed(now));
     }
     await this.vault.audit({ type: `approval.${status}`, ...summary(a), decidedBy: by.name, ...(reason ? { reason } : {}), ...ctx });
-    return this.store.get(a.id)!;
+    return (await this.store.get(a.id))!;
   }
 
   /**
@@ -307,7 +336,7 @@ export class Approvals {
       if (!r.approval) throw new CustodyError('INTERNAL', 'admin.add must always need approval.');
       return { approval: r.approval };
     }
-    const { principal, token } = this.vault.createPrincipal({ name, role: 'admin', createdBy: by.name });
+    const { principal, token } = await this.vault.createPrincipal({ name, role: 'admin', createdBy: by.name });
     await this.vault.audit({ type: 'admin.principal.created', bootstrap: true, target: { id: principal.id, name: principal.name, role: principal.role }, ...ctx });
     await this.vault.alarms.raise({
       kind: 'admin',
@@ -348,7 +377,7 @@ export function adminAddAction(vault: Vault): ActionHandler<{ name: string }> {
     },
     describe: (p) => `Add "${p.name}" as an admin (a new admin token, shown once to the approver).`,
     async execute(p, ctx) {
-      const { principal, token } = vault.createPrincipal({ name: p.name, role: 'admin', createdBy: `${ctx.requestedBy} (approved by ${ctx.approvedBy}, ${ctx.requestId})` });
+      const { principal, token } = await vault.createPrincipal({ name: p.name, role: 'admin', createdBy: `${ctx.requestedBy} (approved by ${ctx.approvedBy}, ${ctx.requestId})` });
       await vault.audit({ type: 'admin.principal.created', approval: ctx.requestId, requestedBy: ctx.requestedBy, approvedBy: ctx.approvedBy, target: { id: principal.id, name: principal.name, role: principal.role }, principal: null });
       return { principal, token, note: `This is the only time the token of "${principal.name}" is shown: hand it to them over a safe channel. They enroll a second factor with \`custody admin totp enroll\`.` };
     },
@@ -374,7 +403,7 @@ export function adminRevokeAction(vault: Vault): ActionHandler<{ id: string }> {
     describe: (p) => `Revoke admin "${vault.db.getPrincipal(p.id)?.name ?? p.id}" (their token stops working at once).`,
     async execute(p, ctx) {
       if (activeAdmins(vault) <= 1) throw new CustodyError('BAD_REQUEST', 'This would revoke the last active admin; add another admin first.');
-      const r = vault.revokePrincipal(p.id, `${ctx.requestedBy} (approved by ${ctx.approvedBy}, ${ctx.requestId})`);
+      const r = await vault.revokePrincipal(p.id, `${ctx.requestedBy} (approved by ${ctx.approvedBy}, ${ctx.requestId})`);
       await vault.audit({ type: 'admin.principal.revoked', approval: ctx.requestId, requestedBy: ctx.requestedBy, approvedBy: ctx.approvedBy, target: { id: r.id, name: r.name, role: r.role }, principal: null });
       return { revoked: { id: r.id, name: r.name } };
     },
@@ -425,7 +454,7 @@ export function writersRevokeAction(vault: Vault): ActionHandler<WritersRevokePa
     async execute(p, ctx) {
       const revoked: Array<{ id: string; name: string; logs: string[] | null }> = [];
       for (const w of matchingWriters(vault, p)) {
-        const r = vault.revokePrincipal(w.id, `${ctx.requestedBy} (approved by ${ctx.approvedBy}, ${ctx.requestId})`);
+        const r = await vault.revokePrincipal(w.id, `${ctx.requestedBy} (approved by ${ctx.approvedBy}, ${ctx.requestId})`);
         revoked.push({ id: r.id, name: r.name, logs: r.logs });
         await vault.audit({ type: 'admin.principal.revoked', approval: ctx.requestId, requestedBy: ctx.requestedBy, approvedBy: ctx.approvedBy, target: { id: r.id, name: r.name, role: r.role }, principal: null });
       }
@@ -445,7 +474,8 @@ export function approvals(vault: Vault): Approvals {
     if (!vault.actions.has('admin.add')) vault.actions.register('admin.add', adminAddAction(vault));
     if (!vault.actions.has('writers.revoke')) vault.actions.register('writers.revoke', writersRevokeAction(vault));
     if (!vault.actions.has('admin.revoke')) vault.actions.register('admin.revoke', adminRevokeAction(vault));
-    a = new Approvals(vault, new ApprovalStore(vault.db.sqlite, adminClock(vault)));
+    const shared = sharedOf(vault);
+    a = new Approvals(vault, shared ? new PgApprovalStore(shared.pool, adminClock(vault)) : new ApprovalStore(vault.db.sqlite, adminClock(vault)));
     services.set(vault, a);
   }
   return a;

@@ -28,7 +28,8 @@ export interface NewPrincipal {
   createdBy: string;
 }
 
-export function createPrincipal(db: VaultDb, p: NewPrincipal, knownLogs: string[]): { principal: PrincipalRow; token: string } {
+/** Checks a new principal and makes its token; the caller stores it (`createPrincipal` below, or PostgreSQL). */
+export function newPrincipal(p: NewPrincipal, knownLogs: string[]): { principal: PrincipalRow; token: string; tokenHash: Buffer } {
   if (!NAME_RE.test(p.name)) {
     throw new CustodyError('BAD_REQUEST', 'A principal name is 1 to 64 characters: letters, digits, and . _ @ - (starting with a letter or digit).');
   }
@@ -49,8 +50,24 @@ export function createPrincipal(db: VaultDb, p: NewPrincipal, knownLogs: string[
     revokedAt: null,
     revokedBy: null,
   };
-  db.addPrincipal(principal, hashToken(token));
+  return { principal, token, tokenHash: hashToken(token) };
+}
+
+export function createPrincipal(db: VaultDb, p: NewPrincipal, knownLogs: string[]): { principal: PrincipalRow; token: string } {
+  const { principal, token, tokenHash } = newPrincipal(p, knownLogs);
+  db.addPrincipal(principal, tokenHash);
   return { principal, token };
+}
+
+/**
+ * Where the authenticator reads principals from: the vault database (VaultDb), or in shared
+ * mode the node's copy of PostgreSQL's principals (vault.ts keeps it current: LISTEN/NOTIFY and
+ * a reload every second). Both are synchronous: a token check never waits for I/O.
+ */
+export interface PrincipalSource {
+  principalsWithHashes(): Array<{ principal: PrincipalRow; tokenHash: Buffer }>;
+  /** Changes whenever the principals may have changed. */
+  dataVersion(): number;
 }
 
 export class Authenticator {
@@ -58,7 +75,7 @@ export class Authenticator {
   private dataVersion = -1;
   private checkedAt = 0;
 
-  constructor(private readonly db: VaultDb) {
+  constructor(private readonly db: PrincipalSource) {
     this.reload();
   }
 

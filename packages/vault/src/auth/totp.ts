@@ -2,8 +2,9 @@
  * Admins' second factor: TOTP (RFC 6238 over RFC 4226 HOTP; HMAC-SHA1, 30 s steps, 6 digits —
  * what every authenticator app speaks). A code is accepted for the current step and one step
  * either side (clock drift), and each step only once per admin: the last used step is kept in
- * custody.db, so a code seen over someone's shoulder, or replayed from a captured request, is
- * refused even after a restart.
+ * custody.db (or, with several nodes, in the shared PostgreSQL: storage/pg/totp.ts), so a code
+ * seen over someone's shoulder, or replayed from a captured request, is refused even after a
+ * restart, and on every node.
  *
  * Secrets are 20 random bytes, shown once (base32, in an otpauth:// URI) and stored in
  * custody.db only encrypted (AES-256-GCM) under the keyring's vault key "totp-secrets", so a
@@ -13,6 +14,8 @@
 import { createCipheriv, createDecipheriv, createHmac, hkdfSync, randomBytes, timingSafeEqual } from 'node:crypto';
 import type Database from 'better-sqlite3';
 import { CustodyError, type ErrorCode } from '../errors.js';
+import { PgTotpStore } from '../storage/pg/totp.js';
+import { sharedOf } from '../storage/pg/vault-shared.js';
 
 // ---- RFC 4226 / RFC 6238 ---------------------------------------------------------------------
 
@@ -164,6 +167,102 @@ interface TotpRow {
   last_step: number | null;
 }
 
+/** One admin's sealed secrets and last used step, as a store keeps them. */
+export interface TotpRecord {
+  secret: Buffer | null;
+  pending: Buffer | null;
+  lastStep: number | null;
+}
+
+/** Wrong codes in a row of one admin: how many, and when the last one came (ms). */
+export interface TotpFailures {
+  count: number;
+  last: number;
+}
+
+/**
+ * Where the admins' sealed TOTP secrets, last used steps and wrong-code counts are kept:
+ * custody.db on one node (SqliteTotpStore), or the shared PostgreSQL when several nodes serve
+ * one vault (storage/pg/totp.ts), so a code used on one node is refused on every other and
+ * wrong codes count towards one lockout. Sealing and code checks stay in AdminTotp.
+ */
+export interface TotpStoreApi {
+  get(principalId: string): Promise<TotpRecord | undefined>;
+  /** Stores a new pending (sealed) secret; an active one stays. */
+  setPending(principalId: string, sealed: Buffer, atIso: string): Promise<void>;
+  /** Makes the pending secret active if it is still `expectedPending`; false if another call won. */
+  activate(principalId: string, active: Buffer, atIso: string, step: number, expectedPending: Buffer): Promise<boolean>;
+  /** Uses up `step`: true only if the admin has an active secret and no step at or after it was used. */
+  useStep(principalId: string, step: number): Promise<boolean>;
+  failures(principalId: string): Promise<TotpFailures | undefined>;
+  /** Counts a wrong code at `now`: one more in a row when the last was less than `windowMs` ago, else the first. */
+  addFailure(principalId: string, now: number, windowMs: number): Promise<void>;
+  clearFailures(principalId: string): Promise<void>;
+}
+
+/** The admin_totp table of custody.db (one node). Wrong-code counts live in memory, as before. */
+export class SqliteTotpStore implements TotpStoreApi {
+  private readonly fails = new Map<string, TotpFailures>();
+
+  constructor(readonly db: Database.Database) {
+    db.exec(`CREATE TABLE IF NOT EXISTS admin_totp (
+      principal_id TEXT PRIMARY KEY,
+      secret BLOB, enrolled_at TEXT,
+      pending BLOB, pending_at TEXT,
+      last_step INTEGER)`);
+  }
+
+  getSync(principalId: string): TotpRecord | undefined {
+    const r = this.db.prepare('SELECT * FROM admin_totp WHERE principal_id = ?').get(principalId) as TotpRow | undefined;
+    return r && { secret: r.secret, pending: r.pending, lastStep: r.last_step };
+  }
+
+  async get(principalId: string): Promise<TotpRecord | undefined> {
+    return this.getSync(principalId);
+  }
+
+  async setPending(principalId: string, sealed: Buffer, atIso: string): Promise<void> {
+    this.db
+      .prepare(`INSERT INTO admin_totp (principal_id, pending, pending_at) VALUES (?, ?, ?)
+                ON CONFLICT(principal_id) DO UPDATE SET pending = excluded.pending, pending_at = excluded.pending_at`)
+      .run(principalId, sealed, atIso);
+  }
+
+  async activate(principalId: string, active: Buffer, atIso: string, step: number, expectedPending: Buffer): Promise<boolean> {
+    return (
+      this.db
+        .prepare('UPDATE admin_totp SET secret = ?, enrolled_at = ?, pending = NULL, pending_at = NULL, last_step = ? WHERE principal_id = ? AND pending = ?')
+        .run(active, atIso, step, principalId, expectedPending).changes === 1
+    );
+  }
+
+  async useStep(principalId: string, step: number): Promise<boolean> {
+    return (
+      this.db
+        .prepare('UPDATE admin_totp SET last_step = ? WHERE principal_id = ? AND secret IS NOT NULL AND (last_step IS NULL OR last_step < ?)')
+        .run(step, principalId, step).changes === 1
+    );
+  }
+
+  async failures(principalId: string): Promise<TotpFailures | undefined> {
+    const f = this.fails.get(principalId);
+    return f && { ...f };
+  }
+
+  async addFailure(principalId: string, now: number, windowMs: number): Promise<void> {
+    const f = this.fails.get(principalId);
+    if (f && now - f.last < windowMs) {
+      f.count++;
+      f.last = now;
+    } else this.fails.set(principalId, { count: 1, last: now });
+    if (this.fails.size > 10_000) this.fails.clear();
+  }
+
+  async clearFailures(principalId: string): Promise<void> {
+    this.fails.delete(principalId);
+  }
+}
+
 /**
  * The key that sealed TOTP secrets before the keyring had vault-level keys (seal version 1):
  * HKDF-SHA256 of the audit log's signing seed. Used only to migrate version-1 rows to the
@@ -199,26 +298,32 @@ function openV1(key: Buffer, principalId: string, slot: string, blob: Buffer): B
   }
 }
 
-/** The admins' TOTP secrets and last used steps (table admin_totp in custody.db). */
+/** The admins' TOTP secrets and last used steps (custody.db, or the shared PostgreSQL). */
 export class AdminTotp {
   readonly totp: Totp;
-  private readonly failures = new Map<string, { count: number; last: number }>();
+  readonly store: TotpStoreApi;
+  private readonly db: Database.Database | null;
 
   /** How many sealed secrets the last open re-sealed from version 1 (see migrate). */
   readonly migrated: number;
 
+  /** `store`: custody.db (its admin_totp table) or another TotpStoreApi (the shared PostgreSQL). */
   constructor(
-    private readonly db: Database.Database,
+    store: Database.Database | TotpStoreApi,
     private readonly key: Buffer,
     private readonly opts: AdminTotpOptions = {},
   ) {
     this.totp = new Totp({ now: () => this.now() });
-    db.exec(`CREATE TABLE IF NOT EXISTS admin_totp (
-      principal_id TEXT PRIMARY KEY,
-      secret BLOB, enrolled_at TEXT,
-      pending BLOB, pending_at TEXT,
-      last_step INTEGER)`);
-    this.migrated = this.migrate();
+    if (isSqlite(store)) {
+      this.db = store;
+      this.store = new SqliteTotpStore(store);
+      this.migrated = this.migrate();
+    } else {
+      // The shared store never held version-1 rows: they predate shared mode.
+      this.db = null;
+      this.store = store;
+      this.migrated = 0;
+    }
   }
 
   /**
@@ -227,12 +332,13 @@ export class AdminTotp {
    * key either is left as it is; using it gives the KEYRING error that says how to reset it.
    */
   private migrate(): number {
-    const rows = this.db.prepare('SELECT principal_id, secret, pending FROM admin_totp').all() as Array<Pick<TotpRow, 'principal_id' | 'secret' | 'pending'>>;
+    const db = this.db!;
+    const rows = db.prepare('SELECT principal_id, secret, pending FROM admin_totp').all() as Array<Pick<TotpRow, 'principal_id' | 'secret' | 'pending'>>;
     const old = rows.filter((r) => r.secret?.[0] === SEAL_V1 || r.pending?.[0] === SEAL_V1);
     if (old.length === 0 || !this.opts.legacyKey) return 0;
     const legacy = this.opts.legacyKey();
     let n = 0;
-    this.db.transaction(() => {
+    db.transaction(() => {
       for (const r of old) {
         const next: Record<'secret' | 'pending', Buffer | null> = { secret: r.secret, pending: r.pending };
         for (const [slot, col] of [['active', 'secret'], ['pending', 'pending']] as const) {
@@ -244,7 +350,7 @@ export class AdminTotp {
           plain.fill(0);
           n++;
         }
-        this.db.prepare('UPDATE admin_totp SET secret = ?, pending = ? WHERE principal_id = ?').run(next.secret, next.pending, r.principal_id);
+        db.prepare('UPDATE admin_totp SET secret = ?, pending = ? WHERE principal_id = ?').run(next.secret, next.pending, r.principal_id);
       }
     })();
     legacy.fill(0);
@@ -278,39 +384,32 @@ export class AdminTotp {
     }
   }
 
-  private row(principalId: string): TotpRow | undefined {
-    return this.db.prepare('SELECT * FROM admin_totp WHERE principal_id = ?').get(principalId) as TotpRow | undefined;
+  async isEnrolled(principalId: string): Promise<boolean> {
+    return (await this.store.get(principalId))?.secret != null;
   }
 
-  isEnrolled(principalId: string): boolean {
-    return this.row(principalId)?.secret != null;
-  }
-
-  hasPending(principalId: string): boolean {
-    return this.row(principalId)?.pending != null;
+  async hasPending(principalId: string): Promise<boolean> {
+    return (await this.store.get(principalId))?.pending != null;
   }
 
   /**
    * Starts an enrollment: a new secret, pending until confirmed with a code from it. An
    * enrolled admin's current secret stays active until then.
    */
-  begin(principalId: string, account: string): { secret: string; otpauthUri: string } {
+  async begin(principalId: string, account: string): Promise<{ secret: string; otpauthUri: string }> {
     const secret = randomBytes(20);
     const sealed = this.seal(principalId, 'pending', secret);
-    this.db
-      .prepare(`INSERT INTO admin_totp (principal_id, pending, pending_at) VALUES (?, ?, ?)
-                ON CONFLICT(principal_id) DO UPDATE SET pending = excluded.pending, pending_at = excluded.pending_at`)
-      .run(principalId, sealed, new Date(this.now()).toISOString());
     const b32 = base32Encode(secret);
     secret.fill(0);
+    await this.store.setPending(principalId, sealed, new Date(this.now()).toISOString());
     return { secret: b32, otpauthUri: otpauthUri(account, b32) };
   }
 
   /** Makes the pending secret the active one when `code` is a current code of it. */
-  confirm(principalId: string, code: string | undefined): TotpCheck {
-    const r = this.row(principalId);
+  async confirm(principalId: string, code: string | undefined): Promise<TotpCheck> {
+    const r = await this.store.get(principalId);
     if (!r?.pending) return failure('no-pending-enrollment');
-    const pre = this.precheck(principalId, code);
+    const pre = await this.precheck(principalId, code);
     if (pre) return pre;
     const secret = this.unseal(principalId, 'pending', r.pending);
     let step: number | null;
@@ -318,45 +417,41 @@ export class AdminTotp {
     try {
       const t = this.totp.step();
       step = this.totp.match(secret, code!, [t - 1, t, t + 1]);
-      if (step === null) return this.fail(principalId, 'wrong');
-      active = this.seal(principalId, 'active', secret);
+      if (step !== null) active = this.seal(principalId, 'active', secret);
     } finally {
       secret.fill(0);
     }
-    const done = this.db
-      .prepare('UPDATE admin_totp SET secret = ?, enrolled_at = ?, pending = NULL, pending_at = NULL, last_step = ? WHERE principal_id = ? AND pending = ?')
-      .run(active, new Date(this.now()).toISOString(), step, principalId, r.pending);
-    if (done.changes !== 1) return this.fail(principalId, 'no-pending-enrollment'); // a concurrent confirm or a new enrollment won
-    this.failures.delete(principalId);
+    if (step === null) return this.fail(principalId, 'wrong');
+    const done = await this.store.activate(principalId, active!, new Date(this.now()).toISOString(), step, r.pending);
+    if (!done) return this.fail(principalId, 'no-pending-enrollment'); // a concurrent confirm or a new enrollment won
+    await this.store.clearFailures(principalId);
     return { ok: true, step };
   }
 
   /**
    * Checks a code for a sensitive action and, when it is good, uses it up: its step becomes the
-   * admin's last used one (atomically, so two requests with one code cannot both pass).
+   * admin's last used one (atomically in the store, so two requests with one code cannot both
+   * pass — on one node or on two).
    */
-  check(principalId: string, code: string | undefined): TotpCheck {
-    const r = this.row(principalId);
+  async check(principalId: string, code: string | undefined): Promise<TotpCheck> {
+    const r = await this.store.get(principalId);
     if (!r?.secret) return failure('not-enrolled');
-    const pre = this.precheck(principalId, code);
+    const pre = await this.precheck(principalId, code);
     if (pre) return pre;
     const secret = this.unseal(principalId, 'active', r.secret);
+    let step: number | null;
+    let old: number | null = null;
     try {
       const t = this.totp.step();
-      const step = this.totp.match(secret, code!, [t - 1, t, t + 1]);
-      if (step === null) {
-        const old = this.totp.match(secret, code!, Array.from({ length: EXPIRED_LOOKBACK }, (_, i) => t - 2 - i));
-        return this.fail(principalId, old === null ? 'wrong' : 'expired');
-      }
-      const used = this.db
-        .prepare('UPDATE admin_totp SET last_step = ? WHERE principal_id = ? AND secret IS NOT NULL AND (last_step IS NULL OR last_step < ?)')
-        .run(step, principalId, step);
-      if (used.changes !== 1) return this.fail(principalId, 'replayed');
-      this.failures.delete(principalId);
-      return { ok: true, step };
+      step = this.totp.match(secret, code!, [t - 1, t, t + 1]);
+      if (step === null) old = this.totp.match(secret, code!, Array.from({ length: EXPIRED_LOOKBACK }, (_, i) => t - 2 - i));
     } finally {
       secret.fill(0);
     }
+    if (step === null) return this.fail(principalId, old === null ? 'wrong' : 'expired');
+    if (!(await this.store.useStep(principalId, step))) return this.fail(principalId, 'replayed');
+    await this.store.clearFailures(principalId);
+    return { ok: true, step };
   }
 
   /** Forgets an admin's second factor (offline reset; the admin enrolls again). */
@@ -365,24 +460,22 @@ export class AdminTotp {
     return has !== undefined && db.prepare('DELETE FROM admin_totp WHERE principal_id = ?').run(principalId).changes > 0;
   }
 
-  private precheck(principalId: string, code: string | undefined): TotpCheck | null {
+  private async precheck(principalId: string, code: string | undefined): Promise<TotpCheck | null> {
     if (code === undefined || code === '') return failure('missing');
-    const f = this.failures.get(principalId);
+    const f = await this.store.failures(principalId);
     if (f && f.count >= MAX_FAILURES && this.now() - f.last < LOCKOUT_MS) return failure('throttled');
     if (!/^[0-9]{6}$/.test(code)) return this.fail(principalId, 'malformed');
     return null;
   }
 
-  private fail(principalId: string, reason: TotpFailure): TotpCheck {
-    const now = this.now();
-    const f = this.failures.get(principalId);
-    if (f && now - f.last < LOCKOUT_MS) {
-      f.count++;
-      f.last = now;
-    } else this.failures.set(principalId, { count: 1, last: now });
-    if (this.failures.size > 10_000) this.failures.clear();
+  private async fail(principalId: string, reason: TotpFailure): Promise<TotpCheck> {
+    await this.store.addFailure(principalId, this.now(), LOCKOUT_MS);
     return failure(reason);
   }
+}
+
+function isSqlite(s: Database.Database | TotpStoreApi): s is Database.Database {
+  return typeof (s as Database.Database).prepare === 'function' && typeof (s as Database.Database).exec === 'function';
 }
 
 // ---- one per vault ---------------------------------------------------------------------------
@@ -415,7 +508,8 @@ export function adminClock(vault: object): () => number {
 export function adminTotp(vault: TotpVault): AdminTotp {
   let s = stores.get(vault);
   if (!s) {
-    s = new AdminTotp(vault.db.sqlite, vault.keyring.vaultKey(TOTP_KEY_PURPOSE), {
+    const shared = sharedOf(vault);
+    s = new AdminTotp(shared ? new PgTotpStore(shared.pool) : vault.db.sqlite, vault.keyring.vaultKey(TOTP_KEY_PURPOSE), {
       now: adminClock(vault),
       legacyKey: () => legacyTotpSealingKey(vault.keyring.forLog('audit').signingSeed),
     });

@@ -138,7 +138,7 @@ interface LogDescription {
   kind?: string;
   verifierKey: string;
   size?: number;
-  storage?: { kind?: string; path?: string };
+  storage?: { kind?: string; path?: string; bucket?: string; prefix?: string };
   key?: { provider?: string; kekId?: number; keyArn?: string; region?: string; problem?: string };
   [more: string]: unknown;
 }
@@ -189,7 +189,7 @@ export async function logsList(o: ClientFlags & { data?: string }): Promise<void
   }
   print(o.json, { logs }, () => {
     const head = ['NAME', 'REGION', 'KIND', 'ENTRIES', 'STORAGE', 'KEY', 'VERIFIER KEY'];
-    const body = logs.map((l) => [l.name, l.region ?? '-', l.kind ?? '-', l.size === undefined ? '-' : String(l.size), l.storage?.path ? `${l.storage.kind ?? ''} ${l.storage.path}`.trim() : '-', keyText(l.key), l.verifierKey]);
+    const body = logs.map((l) => [l.name, l.region ?? '-', l.kind ?? '-', l.size === undefined ? '-' : String(l.size), l.storage?.path ? `${l.storage.kind ?? ''} ${l.storage.path}`.trim() : l.storage?.bucket ? `s3 ${l.storage.bucket}/${l.storage.prefix ?? ''}` : '-', keyText(l.key), l.verifierKey]);
     const widths = head.map((h, i) => Math.max(h.length, ...body.map((r) => r[i]!.length)));
     return [head, ...body].map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]!))).join('  ')).join('\n');
   });

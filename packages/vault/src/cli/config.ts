@@ -30,8 +30,6 @@ import type { ArchiveFlags } from './aws.js';
 export type StorageChoice = { kind: 'posix' } | { kind: 's3'; bucket: string; prefix: string; endpoint?: string; region?: string };
 export type DatabaseChoice = { kind: 'sqlite' } | { kind: 'postgres'; url: string; passwordFile?: string };
 
-/** What `serve` says while the S3 and PostgreSQL drivers are not wired into it yet. */
-export const NOT_AVAILABLE_YET = 'S3 + PostgreSQL storage is not available in this version yet (issue 7 is in progress)';
 
 /**
  * A database URL with its password replaced by "***" — also when the text is not a URL at all:
@@ -136,10 +134,16 @@ export function parseDatabase(value: string | undefined, passwordFile?: string, 
   return { kind: 'postgres', url: value, ...(passwordFile !== undefined ? { passwordFile } : {}) };
 }
 
-/** Stops a start on S3 or PostgreSQL until their drivers are wired into serve (the one place to change then). */
+/**
+ * The two ways to run: embedded (posix + SQLite) or shared (S3 + PostgreSQL, several nodes).
+ * A mix — S3 without PostgreSQL or PostgreSQL without S3 — is refused.
+ */
 export function requireAvailableBackends(storage: StorageChoice, database: DatabaseChoice): void {
-  if (storage.kind !== 'posix' || database.kind !== 'sqlite') {
-    throw new CustodyError('CONFIG', `${NOT_AVAILABLE_YET}. Start without --storage and --database (or remove "storage" and "database" from the config file) to run on the data directory and its embedded SQLite.`);
+  if (storage.kind === 's3' && database.kind !== 'postgres') {
+    throw new CustodyError('CONFIG', 'A vault on S3 (--storage s3://…) keeps its sequencing, configuration and principals in PostgreSQL: give --database postgres://USER@HOST:PORT/DATABASE too (or leave --storage out to run on the data directory).');
+  }
+  if (database.kind === 'postgres' && storage.kind !== 's3') {
+    throw new CustodyError('CONFIG', 'A vault on PostgreSQL (--database postgres://…) keeps its logs in an S3 bucket with Object Lock: give --storage s3://BUCKET/PREFIX too (or leave --database out to run on the data directory and its embedded SQLite).');
   }
 }
 
@@ -167,8 +171,10 @@ export function addServeOptions(c: Command): Command {
     .option('--prefix <prefix>', 'origin prefix, used only when initialising')
     .option('--regions <list>', 'comma-separated regions, used only when initialising')
     .option('--region-dir <region=dir>', "keep a region's log in this directory (repeatable); kept in vault.json, a missing directory stops the start; an existing log is never moved", collect)
-    .option('--storage <where>', 'where the logs live: posix (the data directory, default) or s3://BUCKET/PREFIX (endpoint and credentials from the standard AWS variables; issue 7, not available yet)')
-    .option('--database <url>', 'sequencing, principals and indexes: sqlite (embedded, default) or postgres://USER@HOST:PORT/DATABASE (issue 7, not available yet)')
+    .option('--storage <where>', 'where the logs live: posix (the data directory, default) or s3://BUCKET/PREFIX (endpoint and credentials from the standard AWS variables); needs --database postgres://… (several nodes, docs/PRODUCTION.md)')
+    .option('--database <url>', 'sequencing, principals and indexes: sqlite (embedded, default) or postgres://USER@HOST:PORT/DATABASE; needs --storage s3://… (several nodes, docs/PRODUCTION.md)')
+    .option('--node-id <id>', 'shared mode: this node\'s name in the database (default: hostname-pid-random)')
+    .option('--retention-days <n>', 'shared mode, first node only: objects in S3 are locked (COMPLIANCE) this many days after they are written (default 365)', intArg('--retention-days', 1, 36500))
     .option('--database-password-file <file>', 'file holding the PostgreSQL password (else PGPASSWORD or ~/.pgpass)')
     .option('--tls-cert <file>', 'PEM certificate: serve HTTPS')
     .option('--tls-key <file>', 'PEM private key for --tls-cert')
@@ -204,6 +210,8 @@ export interface ServeFlags extends ArchiveFlags {
   storage?: string;
   database?: string;
   databasePasswordFile?: string;
+  nodeId?: string;
+  retentionDays?: number;
   tlsCert?: string;
   tlsKey?: string;
   tlsClientCa?: string;
@@ -246,6 +254,8 @@ export const SERVE_KEYS: Record<string, KeyKind & { secret?: true }> = {
   storage: { t: 'string' },
   database: { t: 'string' },
   databasePasswordFile: { t: 'path', secret: true },
+  nodeId: { t: 'string' },
+  retentionDays: { t: 'int', min: 1, max: 36500 },
   tlsCert: { t: 'path' },
   tlsKey: { t: 'path', secret: true },
   tlsClientCa: { t: 'path' },
@@ -442,6 +452,8 @@ export async function serveOptionsFrom(o: ServeFlags, env: NodeJS.ProcessEnv = p
     data: resolveDataDir(o.data),
     storage,
     database,
+    nodeId: o.nodeId,
+    retentionDays: o.retentionDays,
     host: o.host,
     port: o.port,
     checkpointInterval: o.checkpointInterval,

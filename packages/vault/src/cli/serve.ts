@@ -1,5 +1,5 @@
 /** `custody serve`: initialise on first start, open the vault, listen. */
-import { readFileSync, openSync, writeSync, closeSync, unlinkSync } from 'node:fs';
+import { readFileSync, openSync, writeSync, closeSync, unlinkSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { pino, type Logger } from 'pino';
 import { createSecureContext } from 'node:tls';
@@ -20,6 +20,10 @@ export interface ServeOptions {
   /** Where the logs live and what holds sequencing/principals/indexes (cli/config.ts); absent: posix + SQLite. */
   storage?: import('./config.js').StorageChoice;
   database?: import('./config.js').DatabaseChoice;
+  /** Shared mode: this node's id (default hostname-pid-random). */
+  nodeId?: string;
+  /** Shared mode, first node: COMPLIANCE lock of the S3 objects, in days from their writing. */
+  retentionDays?: number;
   /** The archive tier (docs/ARCHIVE.md); absent: off. */
   archive?: import('../lifecycle/archive.js').ArchiveOptions;
   host: string;
@@ -171,21 +175,33 @@ async function startSyslogListeners(plan: SyslogPlan, vault: Vault, logger: Logg
   return started;
 }
 
+/**
+ * Shared mode (S3 + PostgreSQL) does not have the features that work on the data directory's
+ * tree yet: they are refused here rather than silently not done (docs/PRODUCTION.md).
+ */
+function refuseUnsharedOptions(o: ServeOptions): void {
+  if (o.regionDir && o.regionDir.length > 0) throw new CustodyError('CONFIG', '--region-dir places logs in directories; a shared vault keeps every log in the S3 bucket of --storage. Remove --region-dir.');
+  if (o.archive) throw new CustodyError('CONFIG', 'The archive tier (--archive-dir / --archive) is not available on a shared vault (S3 + PostgreSQL) yet; remove those options. The S3 bucket\'s own lifecycle rules can move old objects to a colder storage class.');
+}
+
 export async function serve(o: ServeOptions): Promise<void> {
-  // Issue 7: the S3 and PostgreSQL drivers are wired in here once they are done; until then
-  // a start on them stops before anything is created.
+  // Embedded (posix + SQLite) or shared (S3 + PostgreSQL); a mix stops here.
   requireAvailableBackends(o.storage ?? { kind: 'posix' }, o.database ?? { kind: 'sqlite' });
+  const shared = o.storage?.kind === 's3';
   process.umask(0o077); // everything the vault writes is readable by its own user only
   const logger = pino({ level: o.logLevel ?? process.env.CUSTODY_LOG_LEVEL ?? 'info', redact: ['req.headers.authorization', 'headers.authorization'] });
-  const regionDirs = parseRegionDirs(o.regionDir);
-  if (!isInitialised(o.data)) printInit(initVault(o.data, { prefix: o.prefix, regions: o.regions, regionDirs }), o.data);
+  if (shared) refuseUnsharedOptions(o);
+  else if (o.nodeId !== undefined || o.retentionDays !== undefined) throw new CustodyError('CONFIG', '--node-id and --retention-days are for a shared vault (--storage s3://… --database postgres://…).');
+  const regionDirs = shared ? undefined : parseRegionDirs(o.regionDir);
+  if (shared) mkdirSync(o.data, { recursive: true, mode: 0o700 });
+  else if (!isInitialised(o.data)) printInit(initVault(o.data, { prefix: o.prefix, regions: o.regions, regionDirs }), o.data);
   const release = takeLock(o.data);
   let https: { key: Buffer; cert: Buffer } | undefined;
   let writerCa: ReturnType<typeof loadWriterCa> | undefined;
   let syslogPlan: SyslogPlan;
   let witnesses: WitnessSet | undefined;
   try {
-    applyRegionDirs(o.data, regionDirs);
+    if (!shared) applyRegionDirs(o.data, regionDirs);
     witnesses = witnessSetFromFlags(o, logger);
     if (o.tlsCert || o.tlsKey) https = loadTls(o.tlsCert, o.tlsKey);
     if (o.tlsClientCa !== undefined) {
@@ -204,6 +220,7 @@ export async function serve(o: ServeOptions): Promise<void> {
       logger,
       checkpointIntervalMs: o.checkpointInterval,
       witnesses,
+      ...(shared ? { storage: o.storage, database: o.database, nodeId: o.nodeId, init: { prefix: o.prefix, regions: o.regions, retentionDays: o.retentionDays } } : {}),
       onPublish: (log, _cp, s) => metrics.integration.observe({ log }, s.ms / 1000),
     });
   } catch (e) {
@@ -218,7 +235,8 @@ export async function serve(o: ServeOptions): Promise<void> {
   }
   let search: SearchIndex | undefined;
   try {
-    search = o.search === false ? undefined : SearchIndex.open(vault, { logger });
+    if (vault.shared && o.search !== false) logger.info('search index: not available on a shared vault (S3) yet; serving without /v1/search');
+    search = o.search === false || vault.shared ? undefined : SearchIndex.open(vault, { logger });
   } catch (e) {
     // The index is a convenience: the vault runs without it rather than not at all.
     logger.error({ err: e }, 'search index: cannot open it; serving without search (run `custody reindex` after stopping the server)');
@@ -252,7 +270,8 @@ export async function serve(o: ServeOptions): Promise<void> {
   const scheme = https ? 'https' : 'http';
   if (writerCa) process.stdout.write(`Writers must present a client certificate signed by ${writerCa.policy.caNames}.\n`);
   if (witnesses) process.stdout.write(`Checkpoints are published once ${witnesses.policy} of ${witnesses.witnesses.length} witnesses cosign them (${witnesses.witnesses.map((w) => w.name).join(', ')}).\n`);
-  process.stdout.write(`Custody is listening on ${scheme}://${o.host}:${o.port} (data: ${o.data}, logs: ${[...vault.logs.keys()].join(', ')})\n`);
+  const where = vault.sharedInfo ? `shared vault s3://${vault.sharedInfo.bucket}/${vault.sharedInfo.prefix}, node ${vault.sharedInfo.nodeId}, node-local data: ${o.data}` : `data: ${o.data}`;
+  process.stdout.write(`Custody is listening on ${scheme}://${o.host}:${o.port} (${where}, logs: ${[...vault.logs.keys()].join(', ')})\n`);
   let stopping = false;
   const stop = async (sig: string): Promise<void> => {
     if (stopping) return;

@@ -363,6 +363,11 @@ export class Keyring {
     processPassphrase = passphrase;
   }
 
+  /** Whether `create` would protect a new keyring with a passphrase (the process's or $CUSTODY_PASSPHRASE). */
+  static hasDefaultPassphrase(): boolean {
+    return defaultPassphrase() !== undefined;
+  }
+
   /** How the file at `path` is protected: "none" (version 1), "passphrase" or "kms". */
   static protectionOf(path: string): 'none' | 'passphrase' | 'kms' {
     const f = readParsed(path);
@@ -540,7 +545,23 @@ export class Keyring {
       if (!key) throw new CustodyError('INTERNAL', `keyring: section ${s.name} has no key`);
       out.sections.push(sealSection(out, { name: s.name, key: s.key }, key, parts.get(s.name)!));
     }
-    writeFileAtomicSync(this.path, JSON.stringify(out, null, 2) + '\n', 0o600);
+    const text = JSON.stringify(out, null, 2) + '\n';
+    writeFileAtomicSync(this.path, text, 0o600);
+    this.onSaved?.(text);
+  }
+
+  /**
+   * Called with the sealed file's text after every save of a protected keyring (shared mode:
+   * vault.ts copies it to PostgreSQL). Never called for a version-1 (clear) keyring.
+   */
+  onSaved?: (sealedText: string) => void;
+
+  /** Adopts the keyring file at `path` again (another node changed it; shared mode). */
+  reload(): void {
+    const k = Keyring.load(this.path, this.unlockMaterial());
+    this.secrets = k.secrets;
+    this.file = k.file;
+    this.sectionKeys = k.sectionKeys;
   }
 
   private save(): void {

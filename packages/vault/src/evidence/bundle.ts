@@ -126,6 +126,8 @@ export function prepareExport(vault: Vault, req: ExportRequest): PreparedExport 
     throw new CustodyError('BAD_REQUEST', req.query !== null ? 'The query matches no entries, so there is nothing to export.' : 'No entries to export: give at least one {"log","index"}.');
   }
   const logs: PreparedLog[] = [];
+  // Shared mode (S3 + PostgreSQL): the bundle reads the data directory's tree (docs/PRODUCTION.md section 14).
+  if (vault.shared) throw new CustodyError('CONFIG', 'Evidence bundles are not available on a shared vault (S3 + PostgreSQL) yet. Read each entry with its inclusion proof at GET /v1/logs/<log>/entries/<index>, and check the log with custody verify --url.');
   for (const name of [...byLog.keys()].sort()) {
     const seq = vault.sequencer(name);
     const checkpoint = seq.checkpoint; // one checkpoint for every item of this log

@@ -19,7 +19,6 @@ import {
   openCheckpoint,
   parseVerifierKey,
   proveConsistency,
-  verifyConsistency,
   tileNodeReader,
   signNote,
   hashLeaf,
@@ -45,20 +44,12 @@ import { Worker } from 'node:worker_threads';
 import type { WorkerInit } from './integrator-worker.js';
 import type { JournalBatch } from '../storage/journal.js';
 import type { WitnessSet } from '../witness/client.js';
+import { checkAndSign, cosignOrRefuse } from './round.js';
+
+import type { LogSequencerApi, PublishedCheckpoint, AppendResult } from './api.js';
+export type { PublishedCheckpoint, AppendResult } from './api.js';
 
 const TILE = 256;
-
-export interface PublishedCheckpoint {
-  size: number;
-  root: Uint8Array;
-  text: string;
-  publishedAt: number;
-}
-
-export interface AppendResult {
-  first: number;
-  count: number;
-}
 
 export interface SequencerOptions {
   name: string;
@@ -121,7 +112,7 @@ class Signal {
   }
 }
 
-export class LogSequencer {
+export class LogSequencer implements LogSequencerApi {
   readonly name: string;
   readonly origin: string;
   readonly store: PosixLogStore;
@@ -170,6 +161,13 @@ export class LogSequencer {
     const s = new LogSequencer(opts);
     await s.recover();
     return s;
+  }
+
+  get keys(): LogKeys {
+    return this.opts.keys;
+  }
+  get dir(): string {
+    return this.opts.dir;
   }
 
   get size(): number {
@@ -398,17 +396,7 @@ export class LogSequencer {
     const S = this.published.size;
     let text: string;
     try {
-      if (N !== S + entries) throw new CustodyError('INTERNAL', `integrator reports size ${N} after ${entries} entries from ${S}`);
-      if (S > 0) {
-        // Never sign a checkpoint that is not an extension of the last one (C2SP tlog-checkpoint).
-        try {
-          const proof = proveConsistency(S, N, this.nodeReader(N), this.h);
-          verifyConsistency(S, N, proof, this.published.root, root, this.h);
-        } catch (e) {
-          throw new CustodyError('STORAGE_CORRUPT', `Refusing to sign: the tree of log "${this.name}" at ${N} is not consistent with the published checkpoint at ${S} (${(e as Error).message}).`);
-        }
-      }
-      text = signNote(formatCheckpoint({ origin: this.origin, size: N, rootHash: root, extensions: [] }), [this.signer]);
+      text = checkAndSign({ name: this.name, origin: this.origin, S, publishedRoot: this.published.root, N, root, entries, reader: this.nodeReader(N), h: this.h, signer: this.signer });
     } catch (e) {
       this.publishFailed(e);
       return;
@@ -433,21 +421,16 @@ export class LogSequencer {
    * ('rejected'); the witness client raises the alarms.
    */
   private async publishWitnessed(witnesses: WitnessSet, N: number, root: Uint8Array, entries: number, text: string): Promise<void> {
-    let cosigned: string | null;
+    let cosigned: string;
     try {
-      const r = await witnesses.cosign({
-        log: this.name,
+      cosigned = await cosignOrRefuse(witnesses, {
+        name: this.name,
         origin: this.origin,
-        size: N,
+        N,
         text,
         publishedSize: this.published.size,
         prove: (from) => proveConsistency(from, N, this.nodeReader(N), this.h),
       });
-      cosigned = r.text;
-      if (!cosigned) {
-        const refused = r.outcomes.filter((o) => !o.ok).map((o) => o.witness);
-        throw new CustodyError('WITNESS_POLICY', `The checkpoint of log "${this.name}" at ${N} has ${r.cosigned} of the ${r.policy} witness cosignatures it needs (no cosignature from ${refused.join(', ')}); the entries are durable and will be published when enough witnesses cosign.`, { cosigned: r.cosigned, policy: r.policy });
-      }
     } catch (e) {
       if (this.worker) this.publishFailed(e);
       return;

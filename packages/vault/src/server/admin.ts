@@ -37,16 +37,16 @@ export async function adminRoutes(app: FastifyInstance, opts: { vault: Vault; se
     id: req.principal!.id,
     name: req.principal!.name,
     role: req.principal!.role,
-    totpEnrolled: totp.isEnrolled(req.principal!.id),
-    totpPending: totp.hasPending(req.principal!.id),
+    totpEnrolled: await totp.isEnrolled(req.principal!.id),
+    totpPending: await totp.hasPending(req.principal!.id),
   }));
 
   app.post('/v1/admin/totp', { config: ADMIN }, async (req) => {
     const p = req.principal!;
-    const again = totp.isEnrolled(p.id);
+    const again = await totp.isEnrolled(p.id);
     // Replacing a second factor is itself sensitive: whoever holds only the token must not.
     if (again) await requireTotp(vault, req);
-    const { secret, otpauthUri } = totp.begin(p.id, p.name);
+    const { secret, otpauthUri } = await totp.begin(p.id, p.name);
     await vault.audit({ type: 'admin.totp.enrollment-started', reenroll: again, ...auditContext(req) });
     return {
       secret,
@@ -58,7 +58,7 @@ export async function adminRoutes(app: FastifyInstance, opts: { vault: Vault; se
   app.post<{ Body: unknown }>('/v1/admin/totp/confirm', { config: ADMIN }, async (req) => {
     const b = body(req.body);
     const code = typeof b['code'] === 'string' ? b['code'].trim() : b['code'] === undefined ? undefined : String(b['code']).slice(0, 16);
-    const r = totp.confirm(req.principal!.id, code);
+    const r = await totp.confirm(req.principal!.id, code);
     if (!r.ok) {
       await vault.audit({ type: 'admin.totp.failed', reason: r.reason, stage: 'confirm', ...auditContext(req) }).catch(() => undefined);
       throw new CustodyError(r.code, r.message, { reason: r.reason });

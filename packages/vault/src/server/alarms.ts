@@ -35,12 +35,12 @@ export async function alarmRoutes(app: FastifyInstance, opts: { vault: Vault; se
       if (bad !== undefined) throw new CustodyError('BAD_REQUEST', `"${bad.slice(0, 40)}" is not an alarm kind; use ${ALARM_KINDS.join(', ')}.`);
     }
     const limit = int(q.limit, 'limit', 1, 500) ?? 100;
-    const alarms = vault.alarms.list({ kinds, since: time(q.since, 'since'), until: time(q.until, 'until'), limit, before: int(q.before, 'before', 1, Number.MAX_SAFE_INTEGER) });
+    const alarms = await vault.alarms.list({ kinds, since: time(q.since, 'since'), until: time(q.until, 'until'), limit, before: int(q.before, 'before', 1, Number.MAX_SAFE_INTEGER) });
     return { alarms, next: alarms.length === limit ? alarms[alarms.length - 1]!.id : null };
   });
   app.get<{ Params: { id: string } }>('/v1/alarms/:id', { config: READERS }, async (req) => {
     const id = int(req.params.id, 'id', 1, Number.MAX_SAFE_INTEGER)!;
-    const a = vault.alarms.get(id);
+    const a = await vault.alarms.get(id);
     if (!a) throw new CustodyError('NOT_FOUND', `There is no alarm ${id}. GET /v1/alarms lists them.`);
     return { alarm: a };
   });

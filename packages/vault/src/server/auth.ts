@@ -126,7 +126,7 @@ export function registerAuth(app: FastifyInstance, vault: Vault): void {
 export async function requireTotp(vault: Vault, req: FastifyRequest): Promise<void> {
   const h = req.headers['x-custody-totp'];
   const code = typeof h === 'string' ? h.trim().slice(0, 16) : undefined;
-  const r = adminTotp(vault).check(req.principal!.id, code);
+  const r = await adminTotp(vault).check(req.principal!.id, code);
   if (r.ok) return;
   await vault.audit({ type: 'admin.totp.failed', reason: r.reason, ...auditContext(req) }).catch(() => undefined);
   throw new CustodyError(r.code, r.message, { reason: r.reason });

@@ -39,9 +39,35 @@ export async function healthRoutes(app: FastifyInstance, opts: { vault: Vault; m
   const PUBLIC = { public: true };
   app.get('/healthz', { config: PUBLIC }, async () => ({ status: 'ok' }));
   app.get('/readyz', { config: PUBLIC }, async (_req, reply) => {
-    const problems = [...vault.logs.values()].filter((s) => s.lastError).map((s) => ({ log: s.name, code: s.lastError!.code, message: s.lastError!.message }));
-    if (problems.length > 0) return reply.code(503).send({ status: 'degraded', problems });
-    return { status: 'ready', logs: Object.fromEntries([...vault.logs].map(([n, s]) => [n, s.size])) };
+    const problems: Array<Record<string, unknown>> = [...vault.logs.values()].filter((s) => s.lastError).map((s) => ({ log: s.name, code: s.lastError!.code, message: s.lastError!.message }));
+    // Shared mode: can this node reach PostgreSQL and the bucket right now?
+    const shared = vault.shared && vault.sharedInfo ? await sharedReadiness(vault) : undefined;
+    if (shared) for (const [what, r] of Object.entries(shared.checks)) if (!r.ok) problems.push({ check: what, code: 'STORAGE_UNAVAILABLE', message: r.message });
+    if (problems.length > 0) return reply.code(503).header('Retry-After', '1').send({ status: 'degraded', problems, ...(shared ? { node: shared.node } : {}) });
+    return { status: 'ready', logs: Object.fromEntries([...vault.logs].map(([n, s]) => [n, s.size])), ...(shared ? { node: shared.node, database: 'ok', storage: 'ok' } : {}) };
   });
   app.get('/metrics', { config: PUBLIC }, async (_req, reply) => reply.type(metrics.registry.contentType).send(await metrics.registry.metrics()));
+}
+
+/** PostgreSQL (SELECT 1) and S3 (reading a log's checkpoint object), each within 2 s. Messages carry no URL or secret. */
+async function sharedReadiness(vault: Vault): Promise<{ node: string; checks: Record<'database' | 'storage', { ok: boolean; message?: string }> }> {
+  const within = <T>(p: Promise<T>, what: string): Promise<T> =>
+    Promise.race([p, new Promise<T>((_r, reject) => setTimeout(() => reject(new Error(`${what} did not answer within 2 s`)), 2_000).unref())]);
+  const check = async (what: string, fn: () => Promise<unknown>): Promise<{ ok: boolean; message?: string }> => {
+    try {
+      await within(fn(), what);
+      return { ok: true };
+    } catch (e) {
+      return { ok: false, message: `${what} cannot be reached: ${(e as Error).message.slice(0, 200)}` };
+    }
+  };
+  const anyLog = [...vault.logs.values()][0];
+  const [database, storage] = await Promise.all([
+    check('PostgreSQL', () => vault.shared!.pool.query('SELECT 1')),
+    check('S3', async () => {
+      const store = anyLog?.store as unknown as { readCheckpoint(): Promise<string | null> } | undefined;
+      await store?.readCheckpoint();
+    }),
+  ]);
+  return { node: vault.shared!.nodeId, checks: { database, storage } };
 }

@@ -32,7 +32,7 @@ export async function principalRoutes(app: FastifyInstance, opts: { vault: Vault
       }
       return reply.code(201).send({ principal: r.principal, token: r.token, note: 'This token is shown only once; store it in your secret manager now. The vault had fewer than two admins, so this was done without a second approval and raised an alarm.' });
     }
-    const { principal, token } = vault.createPrincipal({ name: b.name, role: b.role as Role, logs: (b.logs as string[] | undefined) ?? null, createdBy: req.principal!.name });
+    const { principal, token } = await vault.createPrincipal({ name: b.name, role: b.role as Role, logs: (b.logs as string[] | undefined) ?? null, createdBy: req.principal!.name });
     await vault.audit({ type: 'admin.principal.created', target: { id: principal.id, name: principal.name, role: principal.role, logs: principal.logs }, ...auditContext(req) });
     return reply.code(201).send({ principal, token, note: 'This token is shown only once; store it in your secret manager now.' });
   });
@@ -44,7 +44,7 @@ export async function principalRoutes(app: FastifyInstance, opts: { vault: Vault
       const r = await approvals(vault).request({ action: 'admin.revoke', params: { id: target.id } }, req.principal!, auditContext(req));
       return reply.code(202).send({ approval: r.approval, code: 'APPROVAL_REQUIRED', note: `Revoking an admin needs a second admin: it takes effect when a different admin approves ${r.approval?.id} (custody admin approve ${r.approval?.id} --totp <code>).` });
     }
-    const p = vault.revokePrincipal(req.params.id, req.principal!.name);
+    const p = await vault.revokePrincipal(req.params.id, req.principal!.name);
     await vault.audit({ type: 'admin.principal.revoked', target: { id: p.id, name: p.name, role: p.role }, ...auditContext(req) });
     return { principal: p };
   });

@@ -106,9 +106,15 @@ export async function readRoutes(app: FastifyInstance, opts: { vault: Vault }): 
         pending: s.pendingEntries,
         checkpointUrl: `/logs/${r.name}/checkpoint`,
         // Where it lives: storage location and key (docs/API.md).
-        ...logLocation(vault.dataDir, s.store.dir, () => vault.keyring.forLog(r.name)),
+        ...(vault.sharedInfo
+          ? {
+              // Shared mode: the log's objects in the bucket (tiles, bundles, blobs, checkpoint).
+              storage: { kind: 's3', bucket: vault.sharedInfo.bucket, prefix: `${vault.sharedInfo.prefix}${r.name}/`, node: vault.sharedInfo.nodeId },
+              key: logLocation(vault.dataDir, vault.dataDir, () => vault.keyring.forLog(r.name)).key,
+            }
+          : logLocation(vault.dataDir, s.store.dir, () => vault.keyring.forLog(r.name))),
         // The archive tier (docs/ARCHIVE.md): where archived bundles are, hot/archived counts.
-        archive: archiveOf(s),
+        ...(vault.sharedInfo ? {} : { archive: archiveOf(s) }),
       };
     }),
   }));

@@ -180,6 +180,27 @@ export class VaultDb {
     }
   }
 
+  /**
+   * Shared mode: makes the principals table an exact copy of PostgreSQL's (the source of truth;
+   * vault.ts calls this on every change), in one transaction.
+   */
+  replacePrincipals(rows: Array<{ principal: PrincipalRow; tokenHash: Buffer }>): void {
+    const ins = this.db.prepare(
+      'INSERT INTO principals (id, name, role, logs, token_hash, created_at, created_by, revoked_at, revoked_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)',
+    );
+    this.db.transaction(() => {
+      this.db.prepare('DELETE FROM principals').run();
+      for (const { principal: p, tokenHash } of rows) {
+        ins.run(p.id, p.name, p.role, p.logs === null ? null : JSON.stringify(p.logs), tokenHash, p.createdAt, p.createdBy, p.revokedAt, p.revokedBy);
+      }
+    })();
+  }
+
+  /** Adds a log row unless one of that name exists (shared mode: the copy of PostgreSQL's logs). */
+  ensureLog(row: LogRow): void {
+    this.db.prepare('INSERT OR IGNORE INTO logs (name, origin, region, kind, created_at) VALUES (?, ?, ?, ?, ?)').run(row.name, row.origin, row.region, row.kind, row.createdAt);
+  }
+
   listPrincipals(): PrincipalRow[] {
     return (this.db.prepare('SELECT * FROM principals ORDER BY created_at, name').all() as PrincipalDbRow[]).map(toPrincipal);
   }

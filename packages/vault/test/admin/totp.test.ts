@@ -60,26 +60,26 @@ test('the otpauth URI is what authenticator apps import', () => {
   assert.equal(otpauthUri('alice', 'JBSWY3DPEHPK3PXP'), 'otpauth://totp/Custody:alice?secret=JBSWY3DPEHPK3PXP&issuer=Custody&algorithm=SHA1&digits=6&period=30');
 });
 
-test('the store accepts the current step ±1, each step once and in order, on an injected clock', () => {
+test('the store accepts the current step ±1, each step once and in order, on an injected clock', async () => {
   const db = new Database(':memory:');
   let now = 1_700_000_000_000;
   const store = new AdminTotp(db, Buffer.alloc(32, 7), { now: () => now });
-  const { secret } = store.begin('p_1', 'alice');
+  const { secret } = await store.begin('p_1', 'alice');
   const key = base32Decode(secret);
   const at = (s: number): string => hotp(key, s);
   const t = step(now);
-  assert.equal(store.check('p_1', at(t)).ok, false, 'not enrolled before confirming');
-  assert.deepEqual(store.confirm('p_1', at(t - 1)), { ok: true, step: t - 1 });
-  assert.deepEqual(store.check('p_1', at(t)), { ok: true, step: t });
-  assert.equal((store.check('p_1', at(t - 1)) as { reason: string }).reason, 'replayed');
-  assert.equal((store.check('p_1', at(t)) as { reason: string }).reason, 'replayed');
-  assert.equal((store.check('p_1', at(t + 2)) as { reason: string }).reason, 'wrong', 'two steps ahead is too far');
-  assert.equal((store.check('p_1', at(t - 3)) as { reason: string }).reason, 'expired');
-  assert.deepEqual(store.check('p_1', at(t + 1)), { ok: true, step: t + 1 });
+  assert.equal((await store.check('p_1', at(t))).ok, false, 'not enrolled before confirming');
+  assert.deepEqual(await store.confirm('p_1', at(t - 1)), { ok: true, step: t - 1 });
+  assert.deepEqual(await store.check('p_1', at(t)), { ok: true, step: t });
+  assert.equal(((await store.check('p_1', at(t - 1))) as { reason: string }).reason, 'replayed');
+  assert.equal(((await store.check('p_1', at(t))) as { reason: string }).reason, 'replayed');
+  assert.equal(((await store.check('p_1', at(t + 2))) as { reason: string }).reason, 'wrong', 'two steps ahead is too far');
+  assert.equal(((await store.check('p_1', at(t - 3))) as { reason: string }).reason, 'expired');
+  assert.deepEqual(await store.check('p_1', at(t + 1)), { ok: true, step: t + 1 });
   now += 30_000;
-  assert.equal((store.check('p_1', at(t + 1)) as { reason: string }).reason, 'replayed');
+  assert.equal(((await store.check('p_1', at(t + 1))) as { reason: string }).reason, 'replayed');
   now += 30_000;
-  assert.deepEqual(store.check('p_1', at(t + 3)), { ok: true, step: t + 3 });
+  assert.deepEqual(await store.check('p_1', at(t + 3)), { ok: true, step: t + 3 });
   // the secret is sealed: neither its bytes nor its text are in the row
   const row = db.prepare('SELECT * FROM admin_totp').get() as Record<string, unknown>;
   const dump = JSON.stringify(row) + Buffer.from(row['secret'] as Buffer).toString('latin1');
@@ -87,12 +87,12 @@ test('the store accepts the current step ±1, each step once and in order, on an
   assert.ok(!Buffer.from(row['secret'] as Buffer).includes(key));
   // another key cannot open it
   const other = new AdminTotp(db, Buffer.alloc(32, 8), { now: () => now });
-  assert.throws(() => other.check('p_1', at(t + 4)), { code: 'KEYRING' });
+  await assert.rejects(() => other.check('p_1', at(t + 4)), { code: 'KEYRING' });
   // ten wrong codes in a row lock the admin out for a minute, even for the right code
-  for (let i = 0; i < 10; i++) assert.equal(store.check('p_1', '000000' === at(step(now)) ? '111111' : '000000').ok, false);
-  assert.equal((store.check('p_1', at(step(now))) as { reason: string }).reason, 'throttled');
+  for (let i = 0; i < 10; i++) assert.equal((await store.check('p_1', '000000' === at(step(now)) ? '111111' : '000000')).ok, false);
+  assert.equal(((await store.check('p_1', at(step(now)))) as { reason: string }).reason, 'throttled');
   now += 61_000;
-  assert.equal(store.check('p_1', at(step(now))).ok, true);
+  assert.equal((await store.check('p_1', at(step(now)))).ok, true);
   db.close();
 });
 

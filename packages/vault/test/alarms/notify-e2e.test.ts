@@ -65,7 +65,7 @@ test('ten tamper attempts by a writer: one alarm at the webhook and by e-mail at
   assert.deepEqual(delivered.filter((d) => d['notifier'] === hook).map((d) => d['event']), ['raised', 'repeated']);
   assert.deepEqual(delivered.filter((d) => d['notifier'] === mail).map((d) => d['event']), ['raised', 'repeated']);
   // The delivery records do not themselves raise alarms.
-  assert.equal(v.vault.alarms.list({}).length, 1);
+  assert.equal((await v.vault.alarms.list({})).length, 1);
 });
 
 test('CloudTrail StopLogging ingested by a writer: the log-generation-off alarm is published to SNS and posted to the webhook, naming the actor', async (t) => {

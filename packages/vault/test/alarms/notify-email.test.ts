@@ -36,7 +36,7 @@ test('an alarm from real traffic arrives by e-mail over STARTTLS with AUTH: subj
   assert.equal(mail.user, USER, 'the vault logged in');
   assert.equal(mail.from, 'custody@example.org');
   assert.deepEqual(mail.to, ['soc@example.org', 'oncall@example.org']);
-  const alarm = v.vault.alarms.get(alarmId)!;
+  const alarm = (await v.vault.alarms.get(alarmId))!;
   assert.ok(mail.subject.startsWith('[Custody critical] Auditor'), mail.subject);
   assert.ok(mail.text.includes(alarm.title), 'the body has the title');
   assert.match(mail.text, new RegExp(`Alarm: +#${alarmId}\\b`));

@@ -86,7 +86,7 @@ test('filters by severity and kind; Slack mode posts a plain-text summary with s
   assert.equal(s.headers['content-type'], 'application/json');
   assert.equal(s.headers['x-custody-signature'], undefined, 'Slack bodies are not signed (the URL is the secret)');
   const body = JSON.parse(s.raw.toString('utf8')) as { text: string; blocks: Array<{ type: string }> };
-  const title = v.vault.alarms.get(trustId)!.title;
+  const title = (await v.vault.alarms.get(trustId))!.title;
   assert.ok(body.text.startsWith('[Custody CRITICAL] '), body.text);
   assert.ok(body.text.includes(title), 'the title');
   assert.match(body.text, new RegExp(`Alarm #${trustId}\\b`));

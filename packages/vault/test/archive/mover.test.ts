@@ -111,7 +111,7 @@ describe('disk archive: the mover, reads and purge', () => {
     const audit = f.h.services.selfAudit!;
     await audit.tick();
     const integrity = () => f.h.vault.alarms.list({ kinds: ['integrity'] });
-    assert.deepEqual(integrity(), [], 'archived bundles pass the self-audit');
+    assert.deepEqual(await integrity(), [], 'archived bundles pass the self-audit');
     const p = archived(1);
     const orig = readFileSync(p);
     const bad = Buffer.from(orig);
@@ -120,7 +120,7 @@ describe('disk archive: the mover, reads and purge', () => {
     // A fresh pass (the cursor went past bundle 1): the self-audit reads bundle 1 again.
     f.h.vault.db.sqlite.prepare('UPDATE selfaudit_state SET cursor = 0, size = 0').run();
     await audit.tick();
-    const a = integrity();
+    const a = await integrity();
     writeFileSync(p, orig);
     assert.equal(a.length >= 1, true, 'a changed archived bundle raises an integrity alarm');
     assert.match(a.map((x) => x.title).join('\n'), /bundle tile\/entries\/001/);
@@ -221,7 +221,7 @@ describe('disk archive: hostile targets', () => {
     assert.deepEqual(r.archived, []);
     assert.equal(existsSync(missing), false, 'the archive root is never created');
     for (const k of [0, 1, 2]) assert.equal(existsSync(bundleFile(f.h, k)), true);
-    const alarms = f.h.vault.alarms.list({ kinds: ['integrity'] }).filter((a) => a.rule === 'archive.unavailable');
+    const alarms = (await f.h.vault.alarms.list({ kinds: ['integrity'] })).filter((a) => a.rule === 'archive.unavailable');
     assert.equal(alarms.length, 1);
     assert.match(alarms[0]!.title, /cannot be written/);
     const e = await f.h.app.inject({ method: 'GET', url: '/v1/logs/local/entries/1', headers: bearer(f.h.tokens.auditor) });

@@ -161,7 +161,7 @@ describe('S3 restore state machine (fake S3, real SDK)', () => {
       // The self-audit skips S3-archived bundles: it starts no restore.
       await f.h.services.selfAudit!.tick();
       assert.equal(fake.restores.length, restoresBefore + 1);
-      assert.deepEqual(f.h.vault.alarms.list({ kinds: ['integrity'] }), []);
+      assert.deepEqual(await f.h.vault.alarms.list({ kinds: ['integrity'] }), []);
 
       fake.finishRestores();
       const a3 = await get();

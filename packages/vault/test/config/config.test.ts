@@ -8,7 +8,7 @@ import { chmodSync, chownSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Command } from 'commander';
 import { CustodyError } from '../../src/errors.js';
-import { addServeOptions, applyServeConfig, parseDatabase, parseStorage, readServeConfig, redactUrl, requireAvailableBackends, serveOptionsFrom, NOT_AVAILABLE_YET, type ServeFlags } from '../../src/cli/config.js';
+import { addServeOptions, applyServeConfig, parseDatabase, parseStorage, readServeConfig, redactUrl, requireAvailableBackends, serveOptionsFrom, type ServeFlags } from '../../src/cli/config.js';
 import { makeTempDir } from '../support/server.js';
 
 const dir = makeTempDir('config');
@@ -178,8 +178,10 @@ test('the merged options become serve()\'s options, with storage and database pa
   const s3 = await serveOptionsFrom(parseServe(['--storage', 's3://vault-bucket/prod/custody/', '--database', 'postgres://custody@db.internal:5433/custody']).flags, { AWS_REGION: 'eu-west-1', AWS_ENDPOINT_URL_S3: 'http://127.0.0.1:7480' });
   assert.deepEqual(s3.storage, { kind: 's3', bucket: 'vault-bucket', prefix: 'prod/custody/', endpoint: 'http://127.0.0.1:7480', region: 'eu-west-1' });
   assert.deepEqual(s3.database, { kind: 'postgres', url: 'postgres://custody@db.internal:5433/custody' });
-  assert.throws(() => requireAvailableBackends(s3.storage!, { kind: 'sqlite' }), isConfig(new RegExp(NOT_AVAILABLE_YET.replace(/[.*+?^${}()|[\]\\]/g, '\\$&'))));
-  assert.throws(() => requireAvailableBackends({ kind: 'posix' }, s3.database!), isConfig(/not available in this version yet/));
+  // one shared mode only: S3 needs PostgreSQL and PostgreSQL needs S3
+  assert.throws(() => requireAvailableBackends(s3.storage!, { kind: 'sqlite' }), isConfig(/give --database postgres:\/\//));
+  assert.throws(() => requireAvailableBackends({ kind: 'posix' }, s3.database!), isConfig(/give --storage s3:\/\//));
+  assert.doesNotThrow(() => requireAvailableBackends(s3.storage!, s3.database!));
   assert.doesNotThrow(() => requireAvailableBackends({ kind: 'posix' }, { kind: 'sqlite' }));
 });
 

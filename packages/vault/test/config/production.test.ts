@@ -23,7 +23,7 @@ function configExamples(): string[] {
 
 test('the config examples in docs/PRODUCTION.md parse with the config parser', () => {
   const examples = configExamples();
-  assert.equal(examples.length, 2, 'two marked examples: posix + SQLite, and the issue-7 one');
+  assert.equal(examples.length, 2, 'two marked examples: posix + SQLite, and several nodes on S3 + PostgreSQL');
   const dir = makeTempDir('prod-doc');
   const parsed = examples.map((text, i) => {
     const p = join(dir, `example-${i}.json`);
@@ -37,12 +37,14 @@ test('the config examples in docs/PRODUCTION.md parse with the config parser', (
   const first = parsed[0]!;
   assert.equal(first.data, '/var/lib/custody');
   requireAvailableBackends(parseStorage(first.storage as string, {}), parseDatabase(first.database as string, first.databasePasswordFile as string | undefined));
-  // The second is the several-node one, refused until issue 7's drivers are wired.
+  // The second is the several-node one (S3 + PostgreSQL): startable too, and both halves are needed.
   const second = parsed[1]!;
-  assert.throws(
-    () => requireAvailableBackends(parseStorage(second.storage as string, {}), parseDatabase(second.database as string, second.databasePasswordFile as string | undefined)),
-    (e: unknown) => e instanceof CustodyError && e.code === 'CONFIG',
-  );
+  const storage = parseStorage(second.storage as string, {});
+  const database = parseDatabase(second.database as string, second.databasePasswordFile as string | undefined);
+  assert.equal(storage.kind, 's3');
+  assert.equal(database.kind, 'postgres');
+  requireAvailableBackends(storage, database);
+  assert.throws(() => requireAvailableBackends(storage, { kind: 'sqlite' }), (e: unknown) => e instanceof CustodyError && e.code === 'CONFIG');
 });
 
 test('every config key is explained in the table of docs/PRODUCTION.md', () => {

@@ -36,7 +36,13 @@ test('four nodes migrating at once apply each migration exactly once; a second r
   const tables = await nodes[0]!.query(`SELECT table_name FROM information_schema.tables WHERE table_schema = 'public' AND table_name LIKE 'custody_%' ORDER BY 1`);
   assert.deepEqual(
     tables.rows.map((r: { table_name: string }) => r.table_name),
-    ['custody_journal', 'custody_log_heads', 'custody_log_state', 'custody_logs', 'custody_nodes', 'custody_schema_migrations'],
+    [
+      'custody_admin_totp', 'custody_admin_totp_failures', 'custody_alarms', 'custody_approvals', // 200-202: auth/approvals.ts, auth/totp.ts, alarms/store.ts
+      'custody_journal', 'custody_log_heads', 'custody_log_state', 'custody_logs', 'custody_nodes',
+      'custody_principals', // 100
+      'custody_schema_migrations',
+      'custody_vault', // 100
+    ],
   );
 });
 

@@ -76,7 +76,7 @@ test('a data directory from before encryption is encrypted on first open and kee
   const h = await openHarness({ search: true });
   t.after(() => rmSync(h.dataDir, { recursive: true, force: true }));
   const dataDir = h.dataDir;
-  const created = h.vault.createPrincipal({ name: 'kept-auditor', role: 'auditor', createdBy: 'test' });
+  const created = await h.vault.createPrincipal({ name: 'kept-auditor', role: 'auditor', createdBy: 'test' });
   const stop = callRecord('cloudtrail.amazonaws.com', 'StopLogging', { name: 'management-events' });
   const quiet = callRecord('cloudtrail.amazonaws.com', 'DescribeTrails', {});
   assert.equal((await ingestCloudTrail(h as unknown as InProcVault, [stop, quiet])).stored, 2);

@@ -80,7 +80,7 @@ describe('a vault with witnesses', () => {
     app = null;
     vault = null;
   }
-  const witnessAlarms = (): Alarm[] => vault!.alarms.list({ kinds: ['witness'], limit: 500 });
+  const witnessAlarms = (): Promise<Alarm[]> => vault!.alarms.list({ kinds: ['witness'], limit: 500 });
 
   before(async () => {
     dataDir = join(makeTempDir('vault'), 'data');
@@ -137,7 +137,7 @@ describe('a vault with witnesses', () => {
     assert.equal(bad.code, 1);
     assert.equal(bad.json.logs[0]!.problems[0]!.kind, 'WITNESS_POLICY');
     assert.equal(bad.json.logs[0]!.cosigners![2]!.status, 'missing');
-    assert.equal(witnessAlarms().length, 0, 'no alarm while every witness cosigns');
+    assert.equal((await witnessAlarms()).length, 0, 'no alarm while every witness cosigns');
   });
 
   test('one witness down with policy 2: nothing new is published, one alarm; published once it is back', async () => {
@@ -152,7 +152,7 @@ describe('a vault with witnesses', () => {
     assert.equal(seq.checkpoint.text, before.text);
     assert.ok(seq.sequencedSize >= end, 'the entries are acknowledged');
     assert.match(seq.lastError?.code ?? '', /WITNESS_POLICY/);
-    const alarms = witnessAlarms();
+    const alarms = await witnessAlarms();
     assert.equal(alarms.length, 1, JSON.stringify(alarms.map((x) => [x.rule, x.title])));
     assert.equal(alarms[0]!.rule, 'witness.down');
     assert.equal(alarms[0]!.details['witness'], 'witness-two.example');
@@ -161,7 +161,7 @@ describe('a vault with witnesses', () => {
     const cp = await seq.waitForCheckpoint(end, 20_000);
     assert.ok(cp.size >= end);
     assert.equal(checkCosignatures(cp.text, [parseVerifierKey(w1.spec.vkey), parseVerifierKey(w2.spec.vkey)], 2).ok, true);
-    assert.equal(witnessAlarms().length, 1, 'no new alarm when it comes back');
+    assert.equal((await witnessAlarms()).length, 1, 'no new alarm when it comes back');
   });
 
   test('policy 1: published with one down, one refusing (403) and one disagreeing (422); an alarm for each', async () => {
@@ -191,8 +191,8 @@ describe('a vault with witnesses', () => {
       assert.deepEqual(check.witnesses.map((w) => w.status), ['signed', 'missing', 'missing', 'missing', 'signed']);
       assert.equal(w5.store.state(local.origin)!.size, cp.size);
       await v.append('local', records(5, 'again'), meta).then((r) => seq.waitForCheckpoint(r.first + r.count, 20_000));
-      const alarms = await waitFor('three witness alarms', () => {
-        const l = witnessAlarms().filter((x) => x.details['log'] === 'local' || x.rule === 'witness.down');
+      const alarms = await waitFor('three witness alarms', async () => {
+        const l = (await witnessAlarms()).filter((x) => x.details['log'] === 'local' || x.rule === 'witness.down');
         return l.length >= 3 ? l : undefined;
       }, 10_000);
       const byWitness = new Map(alarms.map((x) => [x.details['witness'] as string, x]));

@@ -144,7 +144,7 @@ export class NotifierHub {
     await hub.loadFile(join(vault.dataDir, NOTIFIERS_FILE));
     for (const n of hub.store.list()) hub.attach(n);
     vault.alarms.onAlarm((a, isNew) => hub.onAlarm(a, isNew));
-    hub.catchUp();
+    await hub.catchUp();
     if (!vault.actions.has('notifier.remove')) vault.actions.register('notifier.remove', hub.removeAction());
     hub.log.info({ notifiers: [...hub.notifiers.keys()] }, 'notifiers ready');
     return hub;
@@ -302,11 +302,11 @@ export class NotifierHub {
    * or another service raised them while starting) go out now, oldest first. On the very first
    * start nothing old is sent: only what comes after.
    */
-  private catchUp(): void {
-    const newest = this.vault.alarms.list({ limit: 1 })[0]?.id ?? 0;
-    const last = this.store.lastAlarm();
+  private async catchUp(): Promise<void> {
+    const last = this.store.lastAlarm(); // read before waiting: onAlarm may move it meanwhile
+    const newest = (await this.vault.alarms.list({ limit: 1 }))[0]?.id ?? 0;
     if (last !== undefined && newest > last) {
-      const missed = this.vault.alarms.list({ limit: CATCH_UP_MAX }).filter((a) => a.id > last).reverse();
+      const missed = (await this.vault.alarms.list({ limit: CATCH_UP_MAX })).filter((a) => a.id > last && a.id <= newest).reverse();
       if (newest - last > missed.length) this.log.warn({ missed: newest - last, sending: missed.length }, 'more alarms were raised while the notifiers were stopped than are sent now; GET /v1/alarms lists them all');
       this.log.info({ alarms: missed.map((a) => a.id) }, 'sending alarms raised while the notifiers were not running');
       for (const a of missed) {
@@ -314,7 +314,7 @@ export class NotifierHub {
         this.openGroup(a);
       }
     }
-    this.store.setLastAlarm(newest);
+    this.store.setLastAlarm(Math.max(newest, this.store.lastAlarm() ?? 0));
   }
 
   private onAlarm(a: Alarm, isNew: boolean): void {

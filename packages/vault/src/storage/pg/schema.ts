@@ -67,6 +67,105 @@ CREATE TABLE custody_nodes (
 );
 `,
   },
+  // Versions 100-199: the vault's shared configuration, keyring and principals (storage/pg/vault-store.ts).
+  {
+    version: 100,
+    name: 'vault configuration, sealed keyring, principals, log kinds',
+    sql: `
+ALTER TABLE custody_logs ADD COLUMN kind text NOT NULL DEFAULT 'region' CHECK (kind IN ('region','audit'));
+-- One row: what vault.json holds on an embedded vault, and the keyring in its SEALED form only
+-- (keyring format v2, passphrase or KMS; crypto/keyring.ts). The versions are bumped by every
+-- change so nodes notice it with one cheap query (and a NOTIFY on custody_vault).
+CREATE TABLE custody_vault (
+  id                  smallint PRIMARY KEY CHECK (id = 1),
+  config              jsonb NOT NULL,
+  keyring             text NOT NULL,
+  keyring_version     bigint NOT NULL DEFAULT 1,
+  principals_version  bigint NOT NULL DEFAULT 1,
+  created             timestamptz NOT NULL DEFAULT now()
+);
+-- Tokens are kept only as their SHA-256 (auth/tokens.ts).
+CREATE TABLE custody_principals (
+  id          text PRIMARY KEY,
+  name        text NOT NULL UNIQUE,
+  role        text NOT NULL CHECK (role IN ('writer','auditor','admin')),
+  logs        jsonb,
+  token_hash  bytea NOT NULL UNIQUE,
+  created_at  text NOT NULL,
+  created_by  text NOT NULL,
+  revoked_at  text,
+  revoked_by  text
+);
+`,
+  },
+  // Versions 200-299: stores that must agree across nodes (approvals, admins' TOTP, alarms).
+  {
+    version: 200,
+    name: 'approval requests (two-person rule)',
+    sql: `
+-- auth/approvals.ts; storage/pg/approvals.ts. Decisions are compare-and-set UPDATEs on status.
+CREATE TABLE custody_approvals (
+  id               text PRIMARY KEY,
+  seq              bigint GENERATED ALWAYS AS IDENTITY,
+  action           text NOT NULL,
+  params           text NOT NULL,
+  description      text NOT NULL,
+  requested_by     text NOT NULL,
+  requested_by_id  text NOT NULL,
+  requested_at     timestamptz NOT NULL,
+  expires_at       timestamptz NOT NULL,
+  status           text NOT NULL CHECK (status IN ('pending','approved','denied','expired','failed','cancelled')),
+  decided_by       text,
+  decided_at       timestamptz,
+  result           text
+);
+CREATE INDEX custody_approvals_status ON custody_approvals (status, expires_at);
+CREATE INDEX custody_approvals_requested ON custody_approvals (requested_at DESC, seq DESC);
+`,
+  },
+  {
+    version: 201,
+    name: 'admins second factor (sealed TOTP secrets, last used step, wrong-code counts)',
+    sql: `
+-- auth/totp.ts; storage/pg/totp.ts. secret/pending are sealed (AES-256-GCM, vault key totp-secrets).
+CREATE TABLE custody_admin_totp (
+  principal_id  text PRIMARY KEY,
+  secret        bytea,
+  enrolled_at   text,
+  pending       bytea,
+  pending_at    text,
+  last_step     bigint
+);
+CREATE TABLE custody_admin_totp_failures (
+  principal_id  text PRIMARY KEY,
+  count         integer NOT NULL CHECK (count > 0),
+  last_ms       bigint NOT NULL
+);
+`,
+  },
+  {
+    version: 202,
+    name: 'alarms',
+    sql: `
+-- alarms/store.ts; storage/pg/alarms.ts. Repeats of one group_key inside the window count on one row.
+CREATE TABLE custody_alarms (
+  id         bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+  kind       text NOT NULL,
+  rule       text NOT NULL,
+  severity   text NOT NULL,
+  title      text NOT NULL,
+  details    text NOT NULL,
+  group_key  text,
+  log        text,
+  entry      bigint,
+  first_at   timestamptz NOT NULL,
+  last_at    timestamptz NOT NULL,
+  count      integer NOT NULL DEFAULT 1
+);
+CREATE INDEX custody_alarms_last ON custody_alarms (last_at);
+CREATE INDEX custody_alarms_group ON custody_alarms (group_key, last_at) WHERE group_key IS NOT NULL;
+`,
+  },
 ];
 
 const LEDGER = `CREATE TABLE IF NOT EXISTS custody_schema_migrations (
