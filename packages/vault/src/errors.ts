@@ -49,6 +49,7 @@ export const ERROR_CODES = {
   PUSHBACK: { status: 503, summary: 'The vault is busy integrating; retry after the given delay.' },
   STORAGE_UNAVAILABLE: { status: 503, summary: 'Storage cannot take writes right now (for example the disk is full).' },
   NOT_READY: { status: 503, summary: 'The vault is still starting or recovering.' },
+  NOT_AVAILABLE: { status: 501, summary: 'The feature is not available on a shared vault (S3 + PostgreSQL) yet; docs/PRODUCTION.md lists what is.' },
   WITNESS_POLICY: { status: 503, summary: 'Too few witnesses cosigned the new checkpoint (docs/WITNESS.md); the entries are durable and are published once the witness policy is met.' },
   STORAGE_CORRUPT: { status: 500, summary: 'Stored data does not match its proofs.' },
   INTERNAL: { status: 500, summary: 'Unexpected failure.' },

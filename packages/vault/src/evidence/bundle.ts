@@ -127,7 +127,7 @@ export function prepareExport(vault: Vault, req: ExportRequest): PreparedExport 
   }
   const logs: PreparedLog[] = [];
   // Shared mode (S3 + PostgreSQL): the bundle reads the data directory's tree (docs/PRODUCTION.md section 14).
-  if (vault.shared) throw new CustodyError('CONFIG', 'Evidence bundles are not available on a shared vault (S3 + PostgreSQL) yet. Read each entry with its inclusion proof at GET /v1/logs/<log>/entries/<index>, and check the log with custody verify --url.');
+  if (vault.shared) throw new CustodyError('NOT_AVAILABLE', 'Evidence bundles are not available on a shared vault (S3 + PostgreSQL) yet. Read each entry with its inclusion proof at GET /v1/logs/<log>/entries/<index>, and check the log with custody verify --url.');
   for (const name of [...byLog.keys()].sort()) {
     const seq = vault.sequencer(name);
     const checkpoint = seq.checkpoint; // one checkpoint for every item of this log

@@ -144,7 +144,14 @@ export class LifecycleService {
     });
     a.register<{ log: string }>('purge', {
       describe: (p) => `Purge ${p.log}: crypto-shred the whole 256-entry bundles whose every entry is older than its retention of ${this.store.retention(p.log).days} days; tiles and checkpoints stay`,
-      validate: (v) => ({ log: this.logName(params(v, ['log'])['log']) }),
+      validate: (v) => {
+        // Shared mode (S3 + PostgreSQL): a purge deletes bundles from the data directory's tree;
+        // on S3 the bundles are locked until their retention date anyway (docs/PRODUCTION.md).
+        if (this.vault.shared) {
+          throw new CustodyError('NOT_AVAILABLE', 'Purges are not available on a shared vault (S3 + PostgreSQL) yet: its bundles are locked in S3 (Object Lock) until their retention date, and nothing is shredded before then. No approval was requested.');
+        }
+        return { log: this.logName(params(v, ['log'])['log']) };
+      },
       execute: async (p, ctx) => ({ ...(await this.purge(p.log, ctx)) }),
     });
     a.register<{ log: string; kmsKey?: string }>('log.rotate-keys', {
