@@ -418,6 +418,30 @@ describe('permission matrix (iam-simulate over the synthesized policies)', { tim
     assert.deepEqual(wrong, []);
   });
 
+  it('lets the vault PUT its partial tiles and bundles as `custody serve --partial-lock` sends them: none (default) and full allowed, short denied', async () => {
+    // The headers S3LogStore.lockFor + S3ObjectStore.putImmutable send (packages/vault/src/storage/s3/):
+    // no lock headers for `none` (the bucket's default retention, LakeRetentionDays, applies),
+    // COMPLIANCE until the log's retention for `full` (custody serve --retention-days, at least
+    // LakeRetentionDays), COMPLIANCE for 1 day for `short`. No SSE headers: the bucket default (the lake key).
+    const service = org.callers.find((c) => c.key === 'service') as Caller;
+    const put = (key: string, context: Record<string, string>): Request => ({ action: 's3:PutObject', resource: `${LAKE}/custody/local/${key}`, account: SEC, resourcePolicy: org.policies.bucketPolicy(n.lakeBucket), context });
+    const full = { 's3:object-lock-mode': 'COMPLIANCE', 's3:object-lock-remaining-retention-days': '365' };
+    const cases: Array<[string, Request, 'allowed' | 'denied']> = [
+      ['partial tile, --partial-lock none', put('tile/0/000.p/7', {}), 'allowed'],
+      ['partial bundle, --partial-lock none', put('tile/entries/000.p/7', {}), 'allowed'],
+      ['partial bundle, --partial-lock full', put('tile/entries/000.p/7', full), 'allowed'],
+      ['full tile (the log retention)', put('tile/0/000', full), 'allowed'],
+      ['partial bundle, --partial-lock short (1 day)', put('tile/entries/000.p/7', { 's3:object-lock-mode': 'COMPLIANCE', 's3:object-lock-remaining-retention-days': '1' }), 'denied'],
+      ['full tile with --retention-days 30 (shorter than LakeRetentionDays)', put('tile/0/000', { 's3:object-lock-mode': 'COMPLIANCE', 's3:object-lock-remaining-retention-days': '30' }), 'denied'],
+    ];
+    const wrong: string[] = [];
+    for (const [what, req, want] of cases) {
+      const d = await decide(service, req);
+      if (d.outcome !== want) wrong.push(`${what}: expected ${want}, simulated ${d.raw} ${d.explicitDenies.join(' ')}`);
+    }
+    assert.deepEqual(wrong, []);
+  });
+
   it('settles kms:EncryptionContext conditions (which iam-simulate ignores) without ever widening a policy', () => {
     const doc: Doc = {
       Version: '2012-10-17',

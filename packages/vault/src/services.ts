@@ -75,9 +75,8 @@ export async function startServices(vault: Vault, opts: ServicesOptions): Promis
       closers.push(() => detectors.close());
     }
     // --- self-audit (alarms/integrity) ---
-    // Shared mode (S3): the self-audit's bundle checks read the data directory's tree; skipped (docs/PRODUCTION.md).
-    if (vault.shared) opts.logger.info('self-audit: skipped on a shared vault (S3); run custody verify against a node instead');
-    else {
+    // Shared mode (S3): each log is audited by the node that integrates it, reading S3 (alarms/integrity-shared.ts).
+    {
       const selfAudit = new SelfAudit(vault, { logger: opts.logger, intervalMs: opts.timing?.['selfAuditIntervalMs'], budgetMs: opts.timing?.['selfAuditBudgetMs'] });
       selfAudit.start();
       services.selfAudit = selfAudit;

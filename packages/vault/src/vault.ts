@@ -106,6 +106,8 @@ export interface VaultOptions {
   database?: DatabaseChoice;
   /** This node's id in shared mode (default: hostname-pid-random). */
   nodeId?: string;
+  /** Shared mode: how partial tiles and bundles are locked in S3 (storage/s3/log-store.ts PARTIAL_LOCKS; default none). */
+  partialLock?: 'none' | 'short' | 'full';
   /** Shared mode, first node only: how the vault is created (prefix, regions, retention). */
   init?: SharedInitOptions;
 }
@@ -302,7 +304,7 @@ export class Vault {
   /**
    * The logs' sequencers. In shared mode they are SharedLogSequencers (sequencer/api.ts
    * LogSequencerApi), typed as LogSequencer for the features that exist only on the data
-   * directory (archive tier, purges, self-audit bundle checks): those are refused or skipped in
+   * directory (archive tier, purges): those are refused or skipped in
    * shared mode (docs/PRODUCTION.md), so they never reach a shared one.
    */
   readonly logs = new Map<string, LogSequencer>();
@@ -869,6 +871,8 @@ class SharedCtx {
 
   async openLog(row: LogRow, opts: VaultOptions, onPublish: SharedSequencerOptions['onPublish']): Promise<LogSequencerApi> {
     const mod = await import('./sequencer/shared-sequencer.js');
+    const { partialLockDaysOf, DEFAULT_PARTIAL_LOCK } = await import('./storage/s3/log-store.js');
+    const partialLockDays = partialLockDaysOf(opts.partialLock ?? DEFAULT_PARTIAL_LOCK);
     const days = this.vault.config.retentionDays ?? 365;
     const env: Record<string, string> = {};
     for (const [k, val] of Object.entries(process.env)) if (val !== undefined && k.startsWith('AWS_')) env[k] = val;
@@ -879,7 +883,7 @@ class SharedCtx {
       pool: this.vault.shared!.pool,
       connectionString: this.connectionString,
       nodeId: this.nodeId,
-      s3: { kind: 's3', bucket: this.storage.bucket, prefix: this.storage.prefix, log: row.name, retainUntil: new Date(Date.now() + days * 86_400_000).toISOString(), env },
+      s3: { kind: 's3', bucket: this.storage.bucket, prefix: this.storage.prefix, log: row.name, retainUntil: new Date(Date.now() + days * 86_400_000).toISOString(), partialLockDays, env },
       cacheDir: join(this.vault.dataDir, 'cache', row.name),
       logger: opts.logger,
       checkpointIntervalMs: opts.checkpointIntervalMs,

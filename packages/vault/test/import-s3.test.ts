@@ -20,7 +20,7 @@ import type { ImportSummary } from '../src/cli/import.js';
 
 const SAMPLES = resolve(ROOT, '..', 'shared', 'samples');
 const TOOLS = resolve(ROOT, '..', 'shared', 'tools');
-const CEPH_DIR = process.env.CUSTODY_TEST_CEPH_DIR ?? join(tmpdir(), 'custody-import-ceph');
+const CEPH_DIR = process.env.CUSTODY_TEST_CEPH_DIR ?? join(tmpdir(), `custody-import-${process.pid}-ceph`);
 const ACCT = '111111111111';
 
 interface S3Env {

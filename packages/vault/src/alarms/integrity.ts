@@ -37,6 +37,8 @@ import { nativeSha256 } from '../crypto/sha256.js';
 import { parseEntry } from '../log/entry.js';
 import { perfectRoot } from '../log/tree.js';
 import type { AlarmInput } from './types.js';
+import { integratesHere, keysOfBundle, laterVersions, sharedStoreOf, takeNoted } from './integrity-shared.js';
+import type { ReplacedObject } from '../storage/s3/log-store.js';
 
 const TILE = 256;
 
@@ -82,6 +84,8 @@ export class SelfAudit {
   private readonly stats = new Map<string, { bundlesChecked: number; problems: number }>();
   private readonly intervalMs: number;
   private readonly budgetMs: number;
+  /** Shared vault: replaced S3 keys already alarmed (integrity-shared.ts). */
+  private readonly seenReplaced = new WeakSet<ReplacedObject>();
 
   constructor(
     private readonly vault: Vault,
@@ -128,7 +132,10 @@ export class SelfAudit {
   async tick(): Promise<void> {
     for (const row of [...this.vault.logRows]) {
       if (this.closed) return;
+      // A shared vault: only the node integrating the log audits it (integrity-shared.ts).
+      if (this.vault.shared && !integratesHere(this.vault.sequencer(row.name))) continue;
       await this.checkLog(row.name);
+      if (this.vault.shared) await this.alarmReplaced(row.name);
     }
   }
 
@@ -154,11 +161,35 @@ export class SelfAudit {
       rule: `self-audit.${what}`,
       severity: 'critical',
       title,
-      details: { log, ...details, whatToDo: 'Run `custody verify --data <dir> --log ' + log + '` (or against the server) to see every problem; restore the named files from a backup copy taken before the change, and treat the change as an incident.' },
+      details: {
+        log,
+        ...details,
+        whatToDo: this.vault.shared
+          ? 'Run `custody verify --url <node> --log ' + log + '` to see every problem; list the versions of the named S3 objects (aws s3api list-object-versions) to see what was written when and by whom (CloudTrail data events), and treat the change as an incident.'
+          : 'Run `custody verify --data <dir> --log ' + log + '` (or against the server) to see every problem; restore the named files from a backup copy taken before the change, and treat the change as an incident.',
+      },
       groupKey: `self-audit|${log}|${what}|${String(details['file'] ?? '')}`,
       log,
     };
     await this.vault.alarms.raise(a);
+  }
+
+  /** Shared vault: an alarm per immutable S3 key found with a later version (overwrite or delete marker). */
+  private async alarmReplaced(log: string, extra: ReplacedObject[] = []): Promise<void> {
+    const store = sharedStoreOf(this.vault.sequencer(log));
+    if (!store) return;
+    const found = [...takeNoted(store, this.seenReplaced), ...extra];
+    const done = new Set<string>();
+    for (const r of found) {
+      if (done.has(r.key)) continue;
+      done.add(r.key);
+      await this.alarm(
+        log,
+        'replaced',
+        `The S3 object ${r.key} of log ${log} was overwritten or hidden after it was written (${r.later} later version${r.later === 1 ? '' : 's'}): readers still use its first version, which the tree commits to, but someone changed a locked log object.`,
+        { file: r.key, laterVersions: r.later, bucket: store.objects.bucket, key: `${store.objects.prefix}${store.keyOf(r.key)}` },
+      );
+    }
   }
 
   private isShredded(log: string, bundle: number): boolean {
@@ -277,7 +308,9 @@ export class SelfAudit {
     const store = this.vault.sequencer(log).store;
     const file = tilePath({ level: 'entries', index: i, width });
     let plain: Buffer | null;
-    if (store.isS3Archived(i)) return; // reading it may start an S3 restore (docs/ARCHIVE.md)
+    if (typeof store.isS3Archived === 'function' && store.isS3Archived(i)) return; // reading it may start an S3 restore (docs/ARCHIVE.md); a shared vault has no archive tier
+    const s3 = this.vault.shared ? sharedStoreOf(this.vault.sequencer(log)) : null;
+    if (s3) await this.alarmReplaced(log, await laterVersions(s3, keysOfBundle(i, width)));
     try {
       plain = await store.readBundle(i, width);
     } catch (e) {

@@ -174,6 +174,7 @@ export function addServeOptions(c: Command): Command {
     .option('--storage <where>', 'where the logs live: posix (the data directory, default) or s3://BUCKET/PREFIX (endpoint and credentials from the standard AWS variables); needs --database postgres://… (several nodes, docs/PRODUCTION.md)')
     .option('--database <url>', 'sequencing, principals and indexes: sqlite (embedded, default) or postgres://USER@HOST:PORT/DATABASE; needs --storage s3://… (several nodes, docs/PRODUCTION.md)')
     .option('--node-id <id>', 'shared mode: this node\'s name in the database (default: hostname-pid-random)')
+    .option('--partial-lock <mode>', 'shared mode: how partial tiles and bundles are locked in S3: none (bucket default retention; works with the AWS blueprint), short (1 day) or full (the retention); default none (docs/AWS.md)')
     .option('--retention-days <n>', 'shared mode, first node only: objects in S3 are locked (COMPLIANCE) this many days after they are written (default 365)', intArg('--retention-days', 1, 36500))
     .option('--database-password-file <file>', 'file holding the PostgreSQL password (else PGPASSWORD or ~/.pgpass)')
     .option('--tls-cert <file>', 'PEM certificate: serve HTTPS')
@@ -212,6 +213,7 @@ export interface ServeFlags extends ArchiveFlags {
   databasePasswordFile?: string;
   nodeId?: string;
   retentionDays?: number;
+  partialLock?: string;
   tlsCert?: string;
   tlsKey?: string;
   tlsClientCa?: string;
@@ -256,6 +258,7 @@ export const SERVE_KEYS: Record<string, KeyKind & { secret?: true }> = {
   databasePasswordFile: { t: 'path', secret: true },
   nodeId: { t: 'string' },
   retentionDays: { t: 'int', min: 1, max: 36500 },
+  partialLock: { t: 'string', choices: ['none', 'short', 'full'] },
   tlsCert: { t: 'path' },
   tlsKey: { t: 'path', secret: true },
   tlsClientCa: { t: 'path' },
@@ -454,6 +457,7 @@ export async function serveOptionsFrom(o: ServeFlags, env: NodeJS.ProcessEnv = p
     database,
     nodeId: o.nodeId,
     retentionDays: o.retentionDays,
+    partialLock: parsePartialLock(o.partialLock),
     host: o.host,
     port: o.port,
     checkpointInterval: o.checkpointInterval,
@@ -474,4 +478,11 @@ export async function serveOptionsFrom(o: ServeFlags, env: NodeJS.ProcessEnv = p
     witnessesFile: o.witnessesFile,
     witnessPolicy: o.witnessPolicy,
   };
+}
+
+/** `--partial-lock none|short|full` (storage/s3/log-store.ts PARTIAL_LOCKS); undefined: the default. */
+export function parsePartialLock(v: string | undefined): 'none' | 'short' | 'full' | undefined {
+  if (v === undefined) return undefined;
+  if (v === 'none' || v === 'short' || v === 'full') return v;
+  throw new CustodyError('CONFIG', `--partial-lock takes none, short or full, not ${JSON.stringify(v)}; none (the default) works with the AWS blueprint's bucket policy (docs/AWS.md).`);
 }

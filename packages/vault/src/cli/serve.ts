@@ -9,6 +9,7 @@ import { parseRegionDirs } from '../storage/region-dirs.js';
 import { buildServer, Metrics } from '../server/index.js';
 import { startSyslog, type SyslogServer } from '../ingest/protocols/syslog.js';
 import { SearchIndex } from '../search/index.js';
+import { PgSearchIndex } from '../search/pg-index.js';
 import { startServices, type Services } from '../services.js';
 import { loadWriterCa, requireWriterCertificates } from '../server/mtls.js';
 import { plaintextForBenchmark } from '../crypto/compress.js';
@@ -24,6 +25,8 @@ export interface ServeOptions {
   nodeId?: string;
   /** Shared mode, first node: COMPLIANCE lock of the S3 objects, in days from their writing. */
   retentionDays?: number;
+  /** Shared mode: how partial tiles and bundles are locked in S3 (default none: the bucket's default retention). */
+  partialLock?: 'none' | 'short' | 'full';
   /** The archive tier (docs/ARCHIVE.md); absent: off. */
   archive?: import('../lifecycle/archive.js').ArchiveOptions;
   host: string;
@@ -191,7 +194,7 @@ export async function serve(o: ServeOptions): Promise<void> {
   process.umask(0o077); // everything the vault writes is readable by its own user only
   const logger = pino({ level: o.logLevel ?? process.env.CUSTODY_LOG_LEVEL ?? 'info', redact: ['req.headers.authorization', 'headers.authorization'] });
   if (shared) refuseUnsharedOptions(o);
-  else if (o.nodeId !== undefined || o.retentionDays !== undefined) throw new CustodyError('CONFIG', '--node-id and --retention-days are for a shared vault (--storage s3://… --database postgres://…).');
+  else if (o.nodeId !== undefined || o.retentionDays !== undefined || o.partialLock !== undefined) throw new CustodyError('CONFIG', '--node-id, --retention-days and --partial-lock are for a shared vault (--storage s3://… --database postgres://…).');
   const regionDirs = shared ? undefined : parseRegionDirs(o.regionDir);
   if (shared) mkdirSync(o.data, { recursive: true, mode: 0o700 });
   else if (!isInitialised(o.data)) printInit(initVault(o.data, { prefix: o.prefix, regions: o.regions, regionDirs }), o.data);
@@ -220,7 +223,7 @@ export async function serve(o: ServeOptions): Promise<void> {
       logger,
       checkpointIntervalMs: o.checkpointInterval,
       witnesses,
-      ...(shared ? { storage: o.storage, database: o.database, nodeId: o.nodeId, init: { prefix: o.prefix, regions: o.regions, retentionDays: o.retentionDays } } : {}),
+      ...(shared ? { storage: o.storage, database: o.database, nodeId: o.nodeId, ...(o.partialLock ? { partialLock: o.partialLock } : {}), init: { prefix: o.prefix, regions: o.regions, retentionDays: o.retentionDays } } : {}),
       onPublish: (log, _cp, s) => metrics.integration.observe({ log }, s.ms / 1000),
     });
   } catch (e) {
@@ -233,10 +236,10 @@ export async function serve(o: ServeOptions): Promise<void> {
     process.stderr.write('WARNING: CUSTODY_BENCH_PLAINTEXT_BUNDLES=1: new bundles and blobs are written in plaintext (a benchmark baseline, never for real data).\n');
     await vault.audit({ type: 'vault.sealing.disabled', reason: 'CUSTODY_BENCH_PLAINTEXT_BUNDLES=1 in the server environment' });
   }
-  let search: SearchIndex | undefined;
+  let search: SearchIndex | PgSearchIndex | undefined;
   try {
-    if (vault.shared && o.search !== false) logger.info('search index: not available on a shared vault (S3) yet; serving without /v1/search');
-    search = o.search === false || vault.shared ? undefined : SearchIndex.open(vault, { logger });
+    // A shared vault's index is in PostgreSQL: every node answers, one indexes (search/pg-index.ts).
+    search = o.search === false ? undefined : vault.shared ? new PgSearchIndex(vault, { logger }) : SearchIndex.open(vault, { logger });
   } catch (e) {
     // The index is a convenience: the vault runs without it rather than not at all.
     logger.error({ err: e }, 'search index: cannot open it; serving without search (run `custody reindex` after stopping the server)');

@@ -126,14 +126,14 @@ export function prepareExport(vault: Vault, req: ExportRequest): PreparedExport 
     throw new CustodyError('BAD_REQUEST', req.query !== null ? 'The query matches no entries, so there is nothing to export.' : 'No entries to export: give at least one {"log","index"}.');
   }
   const logs: PreparedLog[] = [];
-  // Shared mode (S3 + PostgreSQL): the bundle reads the data directory's tree (docs/PRODUCTION.md section 14).
-  if (vault.shared) throw new CustodyError('NOT_AVAILABLE', 'Evidence bundles are not available on a shared vault (S3 + PostgreSQL) yet. Read each entry with its inclusion proof at GET /v1/logs/<log>/entries/<index>, and check the log with custody verify --url.');
   for (const name of [...byLog.keys()].sort()) {
     const seq = vault.sequencer(name);
     const checkpoint = seq.checkpoint; // one checkpoint for every item of this log
     const items = [...byLog.get(name)!].map(([index, time]) => ({ index, time })).sort((a, b) => a.index - b.index);
     // Refused up front, never half-way through a streamed zip (docs/RETENTION.md).
-    const shreds = seq.store.shreds();
+    // A shared vault (S3 + PostgreSQL) reads through its LogStore (S3LogStore: first versions win,
+    // docs/PRODUCTION.md section 14); purges are refused there, so it has no shredded range.
+    const shreds = vault.shared ? [] : seq.store.shreds();
     for (const it of items) {
       const s = shreds.find((x) => it.index >= x.from && it.index < x.to);
       if (s) throw new CustodyError('ENTRY_SHREDDED', `Entry ${it.index} of log "${name}" was past retention and crypto-shredded by approved purge #${s.purge}; leave it out of the export (its leaf hash and proof remain at GET /v1/logs/${name}/entries/${it.index}).`, { log: name, index: it.index, purge: s.purge });

@@ -16,8 +16,9 @@
 import { hash } from 'node:crypto';
 import { CustodyError, isCustodyError } from '../errors.js';
 import type { Vault, IngestedRecord } from '../vault.js';
-import type { PrincipalRow } from '../storage/db.js';
+import type { PrincipalRow, DedupeStoreApi } from '../storage/db.js';
 import { cleanAttrs } from '../log/entry.js';
+import { DATA_DIR_DBS } from '../storage/sqlite.js';
 import type { ParsedRecord, IngestSummary, RecordOutcome } from './types.js';
 
 export interface IngestOptions {
@@ -35,6 +36,22 @@ interface Waiter {
 }
 
 const inFlight = new WeakMap<Vault, Map<string, Waiter>>();
+
+/**
+ * A shared vault's dedupe store (storage/pg/dedupe.ts): claims in PostgreSQL order the nodes;
+ * undefined on an embedded vault, whose dedupe.db is used exactly as before.
+ */
+const sharedDedupes = new WeakMap<Vault, Promise<DedupeStoreApi>>();
+function sharedDedupe(vault: Vault): Promise<DedupeStoreApi> | undefined {
+  const sh = vault.shared;
+  if (!sh) return undefined;
+  let p = sharedDedupes.get(vault);
+  if (!p) {
+    p = import('../storage/pg/dedupe.js').then((m) => new m.PgDedupeStore(sh.pool, sh.nodeId, vault.keyring.vaultKey(DATA_DIR_DBS.dedupe.purpose)));
+    sharedDedupes.set(vault, p);
+  }
+  return p;
+}
 
 function keyHash(key: string): Buffer {
   return (hash('sha256', key, 'buffer') as Buffer).subarray(0, 16);
@@ -118,10 +135,16 @@ export async function ingestRecords(vault: Vault, records: ParsedRecord[], opts:
     if (w) waits.add(w.promise);
   }
   if (waits.size > 0) await Promise.allSettled([...waits]);
-  const seen = vault.dedupe.lookup(lookups);
+  // Shared vault: the keys not seen are claimed in PostgreSQL before the append (another node
+  // may hold the same key right now); they are remembered or released below.
+  // (No await on an embedded vault: nothing may run between the wait above and the flights below.)
+  const sharedP = sharedDedupe(vault);
+  const shared = sharedP ? await sharedP : undefined;
+  const { seen, busy } = shared ? await shared.claim(lookups) : { seen: vault.dedupe.lookup(lookups), busy: undefined };
   let release!: () => void;
   const mine: Waiter = { promise: new Promise<void>((res) => (release = res)) };
   const claimed: string[] = [];
+  const dbClaims = new Map<string, Buffer>();
   for (let i = 0; i < records.length; i++) {
     const h = keys[i];
     if (!h) continue;
@@ -130,6 +153,13 @@ export async function ingestRecords(vault: Vault, records: ParsedRecord[], opts:
     if (s) {
       outcomes[i] = { status: 'duplicate', log: s.log, index: s.index };
       keys[i] = undefined;
+    } else if (busy?.has(hex)) {
+      outcomes[i] = { status: 'rejected', code: 'PUSHBACK', error: 'Another node of the vault is storing a copy of this record right now; send it again in a few seconds.' };
+      keys[i] = undefined;
+    } else if (shared) {
+      dbClaims.set(hex, h);
+      flights.set(hex, mine);
+      claimed.push(hex);
     } else if (flights.has(hex)) {
       // Claimed by a request that started after our wait: it will store the record.
       outcomes[i] = { status: 'duplicate' };
@@ -183,7 +213,12 @@ export async function ingestRecords(vault: Vault, records: ParsedRecord[], opts:
         }
       }),
     );
-    vault.dedupe.remember(remember);
+    if (shared) {
+      for (const r of remember) dbClaims.delete(r.key.toString('hex'));
+      // The records are durable: a lost pointer must not fail the request (a later copy may be
+      // stored again after the claim goes stale; storage/pg/dedupe.ts).
+      await Promise.resolve(shared.remember(remember)).catch((e: unknown) => vault.logger.warn({ err: (e as Error).message }, 'shared vault: could not record dedupe keys of stored records'));
+    } else vault.dedupe.remember(remember);
     if (vault.events.has('ingested')) {
       const seen: IngestedRecord[] = [];
       for (let i = 0; i < records.length; i++) {
@@ -210,6 +245,7 @@ export async function ingestRecords(vault: Vault, records: ParsedRecord[], opts:
     }
     return { stored, duplicates, rejected, appends, outcomes, received };
   } finally {
+    if (shared && dbClaims.size > 0) await shared.release([...dbClaims.values()]);
     for (const hex of claimed) if (flights.get(hex) === mine) flights.delete(hex);
     release();
   }

@@ -85,15 +85,18 @@ export class LifecycleService {
   constructor(
     private readonly vault: Vault,
     private readonly opts: LifecycleOptions,
+    store?: RetentionStore,
   ) {
-    this.store = new RetentionStore(vault.db.sqlite);
+    this.store = store ?? new RetentionStore(vault.db.sqlite);
     this.offset = opts.clockOffsetMs ?? 0;
     this.purges = new PurgeExecutor(vault, this.store, opts.logger.child({ service: 'retention' }), opts.blobIdleMs ?? 3_600_000);
   }
 
   /** Registers the actions and finishes interrupted purges. */
   static async start(vault: Vault, opts: LifecycleOptions): Promise<LifecycleService> {
-    const s = new LifecycleService(vault, opts);
+    // Shared vault: retention settings in PostgreSQL (storage/pg/retention.ts).
+    const sh = vault.shared;
+    const s = new LifecycleService(vault, opts, sh ? await (await import('../storage/pg/retention.js')).PgRetentionStore.open(vault.db.sqlite, sh.pool, vault.logRows.map((r) => r.name)) : undefined);
     for (const row of vault.logRows) s.store.retention(row.name);
     s.register();
     try {
@@ -170,7 +173,7 @@ export class LifecycleService {
   /** Raises the retention of a log (the approved `retention.extend`). */
   extend(log: string, days: number, ctx: ActionContext): Promise<Record<string, unknown>> {
     return this.exclusive(log, async () => {
-      const r = this.store.extend(log, days, ctx.approvedBy, ctx.requestId);
+      const r = await this.store.extend(log, days, ctx.approvedBy, ctx.requestId);
       await this.vault.audit({ type: 'retention.extended', log, from: r.from, to: r.to, approval: { request: ctx.requestId, requestedBy: ctx.requestedBy, approvedBy: ctx.approvedBy } });
       return { log, from: r.from, to: r.to, message: `Retention of ${log} is now ${r.to} days (was ${r.from}).` };
     });

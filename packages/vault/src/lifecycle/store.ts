@@ -150,8 +150,11 @@ export class RetentionStore {
     return get()!;
   }
 
-  /** Raises a log's retention. Refuses anything not longer (RETENTION_SHORTENED): no path shortens it. */
-  extend(log: string, days: number, by: string, approval: string | null): { from: number; to: number } {
+  /**
+   * Raises a log's retention. Refuses anything not longer (RETENTION_SHORTENED): no path shortens
+   * it. Synchronous here; a shared vault's store (storage/pg/retention.ts) answers a promise.
+   */
+  extend(log: string, days: number, by: string, approval: string | null): { from: number; to: number } | Promise<{ from: number; to: number }> {
     checkDays(days);
     return this.db.transaction(() => {
       const cur = this.retention(log);

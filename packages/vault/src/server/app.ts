@@ -16,7 +16,7 @@ import { healthRoutes, Metrics } from './health.js';
 import { protocolRoutes } from '../ingest/protocols/index.js';
 import { exportRoutes } from './export.js';
 import { trustRoutes } from './trust.js';
-import { searchRoutes } from './search.js';
+import { searchRoutes, type SearchService } from './search.js';
 import type { SearchIndex } from '../search/index.js';
 import { webRoutes } from './web.js';
 import { alarmRoutes } from './alarms.js';
@@ -32,7 +32,7 @@ export interface ServerOptions {
   metrics?: Metrics;
   https?: { key: Buffer; cert: Buffer };
   /** The vault's search index (search/index.ts); without it the search routes answer 503. */
-  search?: SearchIndex;
+  search?: SearchIndex | SearchService;
   /** Background services (services.ts) whose routes need them (rules, notifiers, retention …). */
   services?: Services;
 }
@@ -78,7 +78,7 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
   await app.register(healthRoutes, { vault, metrics });
   await app.register(readRoutes, { vault });
   await app.register(searchRoutes, { vault, search: opts.search });
-  await app.register(exportRoutes, { vault, search: opts.search });
+  await app.register(exportRoutes, { vault, search: opts.search && 'iterate' in opts.search ? opts.search : undefined });
   await app.register(principalRoutes, { vault });
   await app.register(trustRoutes, { vault });
   await app.register(alarmRoutes, { vault, services: opts.services });

@@ -11,9 +11,15 @@
 import type { FastifyInstance } from 'fastify';
 import { CustodyError } from '../errors.js';
 import type { Vault } from '../vault.js';
-import type { SearchIndex } from '../search/index.js';
+import type { SearchResult, SearchOptions, IngestBucket, TimeInput } from '../search/index.js';
 
 const AUDITOR = { roles: ['auditor' as const] };
+
+/** What the routes need of a search index: the embedded one (search/search-index.ts) or a shared vault's (search/pg-index.ts). */
+export interface SearchService {
+  query(q: string, opts?: SearchOptions): SearchResult | Promise<SearchResult>;
+  ingestStats(opts?: { log?: string; bucket?: 'minute' | 'hour'; from?: TimeInput; to?: TimeInput }): { log: string | null; bucket: 'minute' | 'hour'; from: string; to: string; buckets: IngestBucket[] } | Promise<{ log: string | null; bucket: 'minute' | 'hour'; from: string; to: string; buckets: IngestBucket[] }>;
+}
 
 type Query = Record<string, unknown>;
 
@@ -29,7 +35,7 @@ function notEnabled(): CustodyError {
   return new CustodyError('NOT_READY', 'This server runs without its search index: it was started with --no-search, or the index could not be opened (the server log says why). Restart it without that option, or run `custody reindex`.');
 }
 
-export async function searchRoutes(app: FastifyInstance, opts: { vault: Vault; search?: SearchIndex }): Promise<void> {
+export async function searchRoutes(app: FastifyInstance, opts: { vault: Vault; search?: SearchService }): Promise<void> {
   const { search } = opts;
 
   app.get('/v1/search', { config: AUDITOR }, async (req) => {

@@ -235,7 +235,25 @@ export class VaultDb {
  * journal, and losing its last transactions to a power cut can only cause a second copy of a
  * record later — never a lost one — so it need not pay an fsync per request.
  */
-export class DedupeStore {
+export interface DedupePosition {
+  log: string;
+  index: number;
+}
+
+/**
+ * What the ingest pipeline needs of a dedupe store: DedupeStore (dedupe.db, one node) or
+ * storage/pg/dedupe.ts PgDedupeStore (a shared vault; claims taken before the append).
+ * claim: where each already stored key is (keys: 16-byte hashes; map keys: their hex) and which
+ * keys another node holds (`busy`); the other keys are the caller's to store, then to remember
+ * (stored) or release (not stored).
+ */
+export interface DedupeStoreApi {
+  claim(keys: Buffer[]): Promise<{ seen: Map<string, DedupePosition>; busy: Set<string> }>;
+  remember(rows: Array<{ key: Buffer; log: string; index: number }>): void | Promise<void>;
+  release(keys: Buffer[]): Promise<void>;
+}
+
+export class DedupeStore implements DedupeStoreApi {
   private readonly db: Database.Database;
   private readonly lookupStmts = new Map<number, Database.Statement>();
   private readonly rememberStmts = new Map<number, Database.Statement>();
@@ -279,6 +297,14 @@ export class DedupeStore {
     }
     return out;
   }
+
+  /** One node: the pipeline orders its own requests in memory, so a claim is a lookup. */
+  async claim(keys: Buffer[]): Promise<{ seen: Map<string, DedupePosition>; busy: Set<string> }> {
+    return { seen: this.lookup(keys), busy: new Set() };
+  }
+
+  /** Nothing to release: claims are the pipeline's in-memory flights. */
+  async release(_keys: Buffer[]): Promise<void> {}
 
   /**
    * Remembers keys of durable records (first writer wins). They are written in batches (at

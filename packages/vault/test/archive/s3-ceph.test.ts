@@ -31,7 +31,7 @@ import { filledHarness, mover, DAY, type Filled } from './support.js';
 import { records } from '../lifecycle/harness.js';
 
 const TOOLS = resolve(ROOT, '..', 'shared', 'tools');
-const CEPH_DIR = process.env.CUSTODY_TEST_CEPH_DIR ?? join(tmpdir(), 'custody-archive-ceph');
+const CEPH_DIR = process.env.CUSTODY_TEST_CEPH_DIR ?? join(tmpdir(), `custody-archive-${process.pid}-ceph`);
 const ENV_KEYS = ['AWS_ENDPOINT_URL_S3', 'AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY', 'AWS_REGION'] as const;
 
 let env: Record<string, string>;

@@ -27,7 +27,7 @@ import { TRAIL, buildChain, keysFileText, makeTestKey, type BuiltChain } from '.
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
 
 const TOOLS = resolve(ROOT, '..', 'shared', 'tools');
-const CEPH_DIR = process.env.CUSTODY_TEST_CEPH_DIR ?? join(tmpdir(), 'custody-cloudtrail-ceph');
+const CEPH_DIR = process.env.CUSTODY_TEST_CEPH_DIR ?? join(tmpdir(), `custody-cloudtrail-${process.pid}-ceph`);
 const SAMPLES = resolve(ROOT, '..', 'shared', 'samples', 'cloudtrail', 'grycap_974349055189');
 const KEY = makeTestKey();
 

@@ -18,6 +18,8 @@ export interface NodeOptions {
   nodeId: string;
   checkpointIntervalMs?: number;
   extraArgs?: string[];
+  /** Run the search index (search/pg-index.ts); default off. */
+  search?: boolean;
   env?: Record<string, string>;
 }
 
@@ -61,7 +63,7 @@ export class Node {
       this.o.nodeId,
       '--checkpoint-interval',
       String(this.o.checkpointIntervalMs ?? 100),
-      '--no-search',
+      ...(this.o.search ? [] : ['--no-search']),
       ...(this.o.extraArgs ?? []),
     ];
     const env = { ...process.env, ...this.o.awsEnv, CUSTODY_PASSPHRASE: PASSPHRASE, CUSTODY_LOG_LEVEL: process.env.CUSTODY_LOG_LEVEL ?? 'warn', ...(this.o.env ?? {}) };

@@ -25,7 +25,9 @@ export interface CephS3 {
 }
 
 export async function startCeph(label: string): Promise<CephS3> {
-  const dir = process.env.CUSTODY_TEST_CEPH_DIR ?? join(tmpdir(), `custody-${label}-ceph`);
+  // The process id keeps two test runs on one machine (e.g. a CI clone beside a working copy)
+  // from reusing, and then stopping, each other's cluster.
+  const dir = process.env.CUSTODY_TEST_CEPH_DIR ?? join(tmpdir(), `custody-${label}-${process.pid}-ceph`);
   const port = await freePort();
   const start = await runProcess('bash', [join(TOOLS, 'start-ceph-s3.sh'), dir, String(port)], process.env, 600_000);
   if (start.code !== 0) throw new Error(`start-ceph-s3.sh failed (exit ${start.code}):\n${start.stderr.slice(-4000)}`);

@@ -28,7 +28,7 @@ import { DEFAULT_PACK } from '../rules/default-pack.js';
 import { validateRule, validateRuleFile, type MatchRule, type Rule, type SilenceRule, type ThresholdRule } from './rule.js';
 import { compareRules, loosenings, type RuleChange } from './compare.js';
 import { AuditSubject, RecordSubject, Template, allHold, compileConditions, groupValues, pick, type CompiledCondition, type Subject } from './match.js';
-import { DetectorStore, type StoredRule } from './store.js';
+import { DetectorStore, localRuleStore, type RuleStoreApi, type StoredRule } from './store.js';
 import { SilenceTracker, type SilenceEvent } from './silence.js';
 import { ThresholdCounter } from './threshold.js';
 
@@ -117,11 +117,17 @@ export class DetectorEngine {
   private closed = false;
   /** Counters kept across recompiles so a rule change does not reset an ongoing burst. */
   private readonly counters = new Map<string, ThresholdCounter>();
+  /** Shared vault: polls the rules' revision (storage/pg/rules.ts) and reloads on a change. */
+  private rulesTimer: NodeJS.Timeout | null = null;
+  private rulesRev: string | undefined;
+  /** Rule changes and reloads, one at a time (the store is async). */
+  private ruleLock: Promise<unknown> = Promise.resolve();
 
   private constructor(
     readonly vault: Vault,
     readonly store: DetectorStore,
     private readonly log: Logger,
+    private readonly ruleStore: RuleStoreApi = localRuleStore(store),
   ) {
     this.silence = new SilenceTracker(store, (e) => this.onSilence(e), log);
   }
@@ -134,8 +140,16 @@ export class DetectorEngine {
   static async start(vault: Vault, opts: DetectorOptions): Promise<DetectorEngine> {
     const log = opts.logger.child({ component: 'detectors' });
     const fileRules = readRulesFile(join(vault.dataDir, RULES_FILE));
-    const e = new DetectorEngine(vault, new DetectorStore(vault.db.sqlite), log);
+    const store = new DetectorStore(vault.db.sqlite);
+    const shared = vault.shared;
+    const ruleStore = shared ? new (await import('../../storage/pg/rules.js')).PgRuleStore(shared.pool) : localRuleStore(store);
+    const e = new DetectorEngine(vault, store, log, ruleStore);
     await e.load(fileRules);
+    if (ruleStore.revision) {
+      e.rulesRev = await ruleStore.revision();
+      e.rulesTimer = setInterval(() => void e.refreshRules().catch((err: unknown) => log.warn({ err: (err as Error).message }, 'detectors: cannot read the shared alarm rules; running the current ones')), Math.max(10, opts.timing?.['rulesPollMs'] ?? 1000));
+      e.rulesTimer.unref();
+    }
     e.unsubscribe.push(vault.events.on('audit', (ev, index) => e.onAudit(ev, index)));
     e.unsubscribe.push(vault.events.on('ingested', (records) => e.onIngested(records)));
     const every = opts.timing?.['silenceCheckMs'] ?? DEFAULT_CHECK_MS;
@@ -147,7 +161,7 @@ export class DetectorEngine {
   }
 
   private async load(fileRules: Rule[] | null): Promise<void> {
-    for (const s of this.store.rules()) {
+    for (const s of await this.ruleStore.rules()) {
       if ('error' in s) {
         this.log.error({ rule: s.id }, `stored alarm rule ${s.id} is not valid and is not run: ${s.error}`);
         continue;
@@ -156,8 +170,8 @@ export class DetectorEngine {
     }
     const missing = DEFAULT_PACK.filter((r) => !this.rules.has(r.id)).map((r) => validateRule(r));
     if (missing.length > 0) {
-      this.store.putMany(missing, 'default', 'default pack');
-      for (const r of missing) this.rules.set(r.id, this.stored(r.id)!);
+      await this.ruleStore.putMany(missing, 'default', 'default pack');
+      for (const r of missing) this.rules.set(r.id, (await this.stored(r.id))!);
       // Part of the release, not an admin's act: logged, not audited (rule changes are audited).
       this.log.info({ count: missing.length, ids: missing.map((r) => r.id) }, `detectors: installed ${missing.length} rules of the default pack`);
     }
@@ -165,8 +179,8 @@ export class DetectorEngine {
       for (const r of fileRules) {
         const cur = this.rules.get(r.id);
         if (!cur) {
-          this.store.put(r, 'file', RULES_FILE);
-          this.rules.set(r.id, this.stored(r.id)!);
+          await this.ruleStore.put(r, 'file', RULES_FILE);
+          this.rules.set(r.id, (await this.stored(r.id))!);
           await this.audit({ type: 'rule.added', id: r.id, rule: r, by: RULES_FILE });
           continue;
         }
@@ -178,16 +192,47 @@ export class DetectorEngine {
           await this.audit({ type: 'rule.file.refused', id: r.id, loosens: loose, file: RULES_FILE });
           continue;
         }
-        this.store.put(r, cur.origin, RULES_FILE);
-        this.rules.set(r.id, this.stored(r.id)!);
+        await this.ruleStore.put(r, cur.origin, RULES_FILE);
+        this.rules.set(r.id, (await this.stored(r.id))!);
         await this.audit({ type: 'rule.changed', id: r.id, before: cur.rule, after: r, changes, by: RULES_FILE });
       }
     }
     this.compile();
   }
 
-  private stored(id: string): StoredRule | undefined {
-    return this.store.get(id);
+  private stored(id: string): Promise<StoredRule | undefined> {
+    return this.ruleStore.get(id);
+  }
+
+  /** Runs `f` after the rule changes and reloads before it. */
+  private withRules<T>(f: () => Promise<T>): Promise<T> {
+    const run = this.ruleLock.then(f, f);
+    this.ruleLock = run.catch(() => undefined);
+    return run;
+  }
+
+  /** Shared vault: reloads the rule set when another node changed it (revision moved). */
+  async refreshRules(force = false): Promise<boolean> {
+    const rs = this.ruleStore;
+    if (!rs.revision || this.closed) return false;
+    return this.withRules(async () => {
+      const rev = await rs.revision!();
+      if (!force && rev === this.rulesRev) return false;
+      const next = new Map<string, StoredRule>();
+      for (const s of await rs.rules()) {
+        if ('error' in s) {
+          this.log.error({ rule: s.id }, `stored alarm rule ${s.id} is not valid and is not run: ${s.error}`);
+          continue;
+        }
+        next.set(s.rule.id, s);
+      }
+      this.rules.clear();
+      for (const [id, r] of next) this.rules.set(id, r);
+      this.rulesRev = rev;
+      this.compile();
+      this.log.info({ rules: next.size }, 'detectors: reloaded the alarm rules changed on another node');
+      return true;
+    });
   }
 
   private async audit(event: Record<string, unknown>): Promise<void> {
@@ -439,6 +484,8 @@ export class DetectorEngine {
   async close(): Promise<void> {
     if (this.timer) clearInterval(this.timer);
     this.timer = null;
+    if (this.rulesTimer) clearInterval(this.rulesTimer);
+    this.rulesTimer = null;
     for (const u of this.unsubscribe.splice(0)) u();
     await this.idle();
     this.closed = true;
@@ -476,11 +523,17 @@ export class DetectorEngine {
    * different admin approved it); otherwise the answer is "approval-needed" and nothing changes.
    */
   async change(input: unknown, actor: ChangeActor): Promise<ChangeOutcome> {
+    // Shared vault: compare against the newest rule set (another node may have changed it).
+    if (this.ruleStore.revision) await this.refreshRules();
+    return this.withRules(() => this.changeNow(input, actor));
+  }
+
+  private async changeNow(input: unknown, actor: ChangeActor): Promise<ChangeOutcome> {
     const { rule, current, changes, loosens } = this.assess(input);
     const ctx = { by: actor.by, ...(actor.approvedBy ? { approvedBy: actor.approvedBy, request: actor.requestId } : {}), ...(actor.context ?? {}) };
     if (!current) {
-      this.store.put(rule, 'api', actor.by);
-      this.rules.set(rule.id, this.stored(rule.id)!);
+      await this.ruleStore.put(rule, 'api', actor.by);
+      this.rules.set(rule.id, (await this.stored(rule.id))!);
       this.compile();
       await this.audit({ type: 'rule.added', id: rule.id, rule, ...ctx });
       return { status: 'added', rule, changes: [] };
@@ -490,8 +543,8 @@ export class DetectorEngine {
       await this.audit({ type: 'rule.change.needs-approval', id: rule.id, loosens, ...ctx });
       return { status: 'approval-needed', rule: current.rule, changes, loosens };
     }
-    this.store.put(rule, current.origin, actor.by);
-    this.rules.set(rule.id, this.stored(rule.id)!);
+    await this.ruleStore.put(rule, current.origin, actor.by);
+    this.rules.set(rule.id, (await this.stored(rule.id))!);
     this.compile();
     await this.audit({ type: 'rule.changed', id: rule.id, before: current.rule, after: rule, changes, ...ctx });
     return { status: loosens.length > 0 ? 'changed' : 'tightened', rule, changes };

@@ -17,7 +17,7 @@ export interface StoredRule {
   updatedBy: string;
 }
 
-interface RuleRow {
+export interface RuleRow {
   id: string;
   body: string;
   origin: string;
@@ -39,6 +39,40 @@ export interface CadenceRow {
   samples: number;
   /** When the silence alarm was raised; null while the key is not silent. */
   silentSince: number | null;
+}
+
+/**
+ * Where the engine's rule set lives: this node's custody.db (localRuleStore) or, on a shared
+ * vault, PostgreSQL (storage/pg/rules.ts PgRuleStore) so every node runs the same rules.
+ * Learned cadences stay in custody.db on each node (DetectorStore) either way.
+ */
+export interface RuleStoreApi {
+  rules(): Promise<Array<StoredRule | { id: string; error: string }>>;
+  get(id: string): Promise<StoredRule | undefined>;
+  put(rule: Rule, origin: RuleOrigin, by: string): Promise<void>;
+  /** Origin "default": rules already present (another node's, or an admin's change) are kept. */
+  putMany(rules: Rule[], origin: RuleOrigin, by: string): Promise<void>;
+  /** Changes with every change on any node; absent when only this process changes the rules. */
+  revision?(): Promise<string>;
+}
+
+/** A stored row as a rule, or the reason it no longer validates. */
+export function storedRuleOf(r: RuleRow): StoredRule | { id: string; error: string } {
+  try {
+    return { rule: validateRule(JSON.parse(r.body)), origin: r.origin as RuleOrigin, createdAt: r.created_at, updatedAt: r.updated_at, updatedBy: r.updated_by };
+  } catch (e) {
+    return { id: r.id, error: (e as Error).message };
+  }
+}
+
+/** custody.db's rules behind the async interface (the embedded vault). */
+export function localRuleStore(s: DetectorStore): RuleStoreApi {
+  return {
+    rules: async () => s.rules(),
+    get: async (id) => s.get(id),
+    put: async (rule, origin, by) => s.put(rule, origin, by),
+    putMany: async (rules, origin, by) => s.putMany(rules, origin, by),
+  };
 }
 
 export class DetectorStore {

@@ -166,6 +166,115 @@ CREATE INDEX custody_alarms_last ON custody_alarms (last_at);
 CREATE INDEX custody_alarms_group ON custody_alarms (group_key, last_at) WHERE group_key IS NOT NULL;
 `,
   },
+  // Versions 300-399: the search index of a shared vault (search/pg-store.ts, docs/SEARCH.md).
+  {
+    version: 300,
+    name: 'search index (entries, full text, progress per log)',
+    sql: `
+-- Per log, how many of its entries are in the index. Moved in the same transaction as the rows.
+CREATE TABLE custody_search_logs (
+  log      text PRIMARY KEY,
+  indexed  bigint NOT NULL DEFAULT 0 CHECK (indexed >= 0)
+);
+-- One row per entry. id orders by time as in search/store.ts (time_ms * 2^16 + slot).
+-- Text fields are compared lower-cased; tsv holds the record's tokens (never its text).
+CREATE TABLE custody_search_entries (
+  id        bigint PRIMARY KEY,
+  log       text NOT NULL,
+  idx       bigint NOT NULL,
+  time      bigint NOT NULL,
+  received  bigint NOT NULL,
+  source    text NOT NULL,
+  region    text,
+  account   text,
+  actor     text,
+  action    text,
+  outcome   text,
+  src_ip    text,
+  dst_ip    text,
+  severity  text,
+  resource  text,
+  ocsf      integer,
+  tsv       tsvector NOT NULL,
+  UNIQUE (log, idx)
+);
+CREATE INDEX custody_search_source ON custody_search_entries (lower(source) text_pattern_ops, id);
+CREATE INDEX custody_search_region ON custody_search_entries (lower(region) text_pattern_ops, id) WHERE region IS NOT NULL;
+CREATE INDEX custody_search_account ON custody_search_entries (lower(account) text_pattern_ops, id) WHERE account IS NOT NULL;
+CREATE INDEX custody_search_actor ON custody_search_entries (lower(actor) text_pattern_ops, id) WHERE actor IS NOT NULL;
+CREATE INDEX custody_search_action ON custody_search_entries (lower(action) text_pattern_ops, id) WHERE action IS NOT NULL;
+CREATE INDEX custody_search_outcome ON custody_search_entries (lower(outcome) text_pattern_ops, id) WHERE outcome IS NOT NULL;
+CREATE INDEX custody_search_src_ip ON custody_search_entries (lower(src_ip) text_pattern_ops, id) WHERE src_ip IS NOT NULL;
+CREATE INDEX custody_search_dst_ip ON custody_search_entries (lower(dst_ip) text_pattern_ops, id) WHERE dst_ip IS NOT NULL;
+CREATE INDEX custody_search_severity ON custody_search_entries (lower(severity) text_pattern_ops, id) WHERE severity IS NOT NULL;
+CREATE INDEX custody_search_resource ON custody_search_entries (lower(resource) text_pattern_ops, id) WHERE resource IS NOT NULL;
+CREATE INDEX custody_search_ocsf ON custody_search_entries (ocsf, id) WHERE ocsf IS NOT NULL;
+CREATE INDEX custody_search_received ON custody_search_entries (log, received, source);
+CREATE INDEX custody_search_tsv ON custody_search_entries USING gin (tsv);
+`,
+  },
+  // Versions 400-499: dedupe, detector rules, notifiers, retention settings shared by the nodes.
+  {
+    version: 400,
+    name: 'dedupe keys (claims before the append)',
+    sql: `
+-- storage/pg/dedupe.ts. key = HMAC of the pipeline's key hash (vault key sqlite-dedupe). A row with
+-- idx NULL is a claim of a node appending the record now; stale claims are taken over.
+CREATE TABLE custody_dedupe (
+  key         bytea PRIMARY KEY CHECK (octet_length(key) = 16),
+  log         text,
+  idx         bigint CHECK (idx >= 0),
+  claimed_by  text NOT NULL,
+  claimed_at  timestamptz NOT NULL DEFAULT now(),
+  CHECK ((log IS NULL) = (idx IS NULL))
+);
+`,
+  },
+  {
+    version: 401,
+    name: 'alarm detector rules',
+    sql: `
+-- alarms/detectors/store.ts; storage/pg/rules.ts. Every change takes a new rev; nodes poll max(rev).
+CREATE SEQUENCE custody_detector_rules_rev;
+CREATE TABLE custody_detector_rules (
+  id          text PRIMARY KEY,
+  body        text NOT NULL,
+  origin      text NOT NULL CHECK (origin IN ('default','file','api')),
+  created_at  text NOT NULL,
+  updated_at  text NOT NULL,
+  updated_by  text NOT NULL,
+  rev         bigint NOT NULL DEFAULT nextval('custody_detector_rules_rev')
+);
+`,
+  },
+  {
+    version: 402,
+    name: 'retention settings (extend-only)',
+    sql: `
+-- lifecycle/store.ts; storage/pg/retention.ts. days only grows: the trigger refuses anything else.
+CREATE TABLE custody_retention_settings (
+  key    text PRIMARY KEY,
+  value  text NOT NULL
+);
+CREATE TABLE custody_retention (
+  log         text PRIMARY KEY,
+  days        integer NOT NULL CHECK (days > 0 AND days <= 36500),
+  updated_at  text NOT NULL,
+  updated_by  text NOT NULL,
+  approval    text
+);
+CREATE FUNCTION custody_retention_extend_only() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  IF NEW.days < OLD.days OR NEW.log <> OLD.log THEN
+    RAISE EXCEPTION 'custody_retention: retention can only be extended' USING ERRCODE = 'check_violation';
+  END IF;
+  RETURN NEW;
+END $$;
+CREATE TRIGGER custody_retention_extend_only BEFORE UPDATE ON custody_retention
+  FOR EACH ROW EXECUTE FUNCTION custody_retention_extend_only();
+CREATE RULE custody_retention_no_delete AS ON DELETE TO custody_retention DO INSTEAD NOTHING;
+`,
+  },
 ];
 
 const LEDGER = `CREATE TABLE IF NOT EXISTS custody_schema_migrations (

@@ -26,6 +26,24 @@ import { S3ObjectStore, s3ClientFromEnv } from './object-store.js';
 
 const DAY = 86_400_000;
 
+/**
+ * How partial tiles and bundles are locked (`custody serve --partial-lock`, README.md):
+ *   none   no lock headers: the bucket's default retention applies (the AWS blueprint's lake
+ *          policy allows a PUT without lock headers, packages/aws/src/lake-policies.ts);
+ *   short  COMPLIANCE for 1 day (the store's historic default; denied by the blueprint policy,
+ *          which wants COMPLIANCE for at least the lake's retention, or no headers);
+ *   full   COMPLIANCE until the log's retention date, like full tiles.
+ */
+export const PARTIAL_LOCKS = ['none', 'short', 'full'] as const;
+export type PartialLock = (typeof PARTIAL_LOCKS)[number];
+/** The default of `custody serve`: what the AWS blueprint's bucket policy accepts. */
+export const DEFAULT_PARTIAL_LOCK: PartialLock = 'none';
+
+/** partialLockDays for a choice; `full` is longer than any retention, so lockFor caps it at the log's date. */
+export function partialLockDaysOf(p: PartialLock): number {
+  return p === 'none' ? 0 : p === 'short' ? 1 : 100_000;
+}
+
 export interface S3LogStoreOptions {
   objects: S3ObjectStore;
   /** The log's name: its objects are under <prefix><log>/. */
