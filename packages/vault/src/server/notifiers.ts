@@ -38,7 +38,7 @@ export async function notifierRoutes(app: FastifyInstance, opts: { vault: Vault;
     if (!req.body || typeof req.body !== 'object' || Array.isArray(req.body)) {
       throw new CustodyError('NOTIFIER_INVALID', 'Send one notifier as a JSON object, like {"type": "webhook", "url": "https://…", "secret": "…"} (docs/NOTIFIERS.md).', { field: '(body)' });
     }
-    const n = hub().add(req.body, req.principal!.name);
+    const n = await hub().add(req.body, req.principal!.name);
     const view = publicView(n);
     await vault.audit({ type: 'notifier.added', notifier: view, ...auditContext(req) });
     return reply.code(201).send({ notifier: view, note: `Send a test message with POST /v1/notifiers/${n.id}/test (custody notifiers test ${n.id}).` });

@@ -40,6 +40,7 @@ test('four nodes migrating at once apply each migration exactly once; a second r
       'custody_admin_totp', 'custody_admin_totp_failures', 'custody_alarms', 'custody_approvals', // 200-202: auth/approvals.ts, auth/totp.ts, alarms/store.ts
       'custody_dedupe', 'custody_detector_rules', // 400-401: storage/pg/dedupe.ts, storage/pg/rules.ts
       'custody_journal', 'custody_log_heads', 'custody_log_state', 'custody_logs', 'custody_nodes',
+      'custody_notifier_configs', 'custody_notifier_revision', // 600: storage/pg/notifiers.ts
       'custody_principals', // 100
       'custody_retention', 'custody_retention_settings', // 402: storage/pg/retention.ts
       'custody_schema_migrations',

@@ -24,7 +24,8 @@ import { SEVERITIES, type Alarm } from '../types.js';
 import { describeTarget, parseId, parseNotifierConfig, publicView, scrub, secretValues, isNotifierId } from './config.js';
 import { toPayload } from './message.js';
 import { SecretBox, NOTIFIER_KEY_PURPOSE } from './secrets.js';
-import { NotifierStore } from './store.js';
+import { NotifierStore, localNotifierStore, type NotifierStoreApi } from './store.js';
+import { PgNotifierStore } from '../../storage/pg/notifiers.js';
 import { DeliveryError, type Notice, type Notifier, type NotifierConfig, type SendResult, type Transport } from './types.js';
 import { SlackTransport, WebhookTransport } from './transports/http.js';
 import { EmailTransport } from './transports/email.js';
@@ -90,6 +91,11 @@ class BrokenTransport implements Transport {
 
 export class NotifierHub {
   private readonly store: NotifierStore;
+  /** The configurations: custody.db, or PostgreSQL on a shared vault (storage/pg/notifiers.ts). */
+  private readonly configs: NotifierStoreApi;
+  private configsRev: string | undefined;
+  private configsTimer: NodeJS.Timeout | null = null;
+  private readonly configsPollMs: number;
   private readonly notifiers = new Map<string, { n: Notifier; t: Transport; secrets: string[] }>();
   private readonly stats = new Map<string, Stats>();
   private readonly groups = new Map<number, Group>();
@@ -126,6 +132,10 @@ export class NotifierHub {
     this.store = new NotifierStore(vault.db.sqlite, new SecretBox(vault.keyring.vaultKey(NOTIFIER_KEY_PURPOSE)), {
       legacy: () => SecretBox.legacy(vault.keyring.forLog('audit').signingSeed),
     });
+    this.configs = vault.shared
+      ? new PgNotifierStore(vault.shared.pool, new SecretBox(vault.keyring.vaultKey(NOTIFIER_KEY_PURPOSE)))
+      : localNotifierStore(this.store);
+    this.configsPollMs = Math.max(10, pos('notifyConfigPollMs', 2_000));
   }
 
   /**
@@ -141,8 +151,15 @@ export class NotifierHub {
       hub.log.info({ resealed: m.resealed.length, renamed: m.renamed.length }, 'notifier secrets re-sealed under the vault key');
     }
     if (m.unreadable.length > 0) hub.log.warn({ notifiers: m.unreadable }, 'secrets of an older version that open with no key of this keyring; these notifiers are broken: add them again');
-    await hub.loadFile(join(vault.dataDir, NOTIFIERS_FILE));
-    for (const n of hub.store.list()) hub.attach(n);
+    const file = join(vault.dataDir, NOTIFIERS_FILE);
+    // Shared vault: a node without notifiers.json leaves the file notifiers of the others alone.
+    if (!hub.configs.revision || existsSync(file)) await hub.loadFile(file);
+    if (hub.configs.revision) hub.configsRev = await hub.configs.revision();
+    for (const n of await hub.configs.list()) hub.attach(n);
+    if (hub.configs.revision) {
+      hub.configsTimer = setInterval(() => void hub.refreshConfigs().catch((err: unknown) => hub.log.warn({ err: (err as Error).message }, 'cannot read the shared notifiers; delivering to the current ones')), hub.configsPollMs);
+      hub.configsTimer.unref();
+    }
     vault.alarms.onAlarm((a, isNew) => hub.onAlarm(a, isNew));
     await hub.catchUp();
     if (!vault.actions.has('notifier.remove')) vault.actions.register('notifier.remove', hub.removeAction());
@@ -153,7 +170,8 @@ export class NotifierHub {
   // ---- configuration -------------------------------------------------------------------
 
   private async loadFile(path: string): Promise<void> {
-    const previous = this.store.fileState();
+    const previous = await this.configs.fileState();
+    const apiIds = new Set((await this.configs.list()).filter((n) => n.source === 'api').map((n) => n.id));
     const list: Notifier[] = [];
     if (existsSync(path)) {
       const fail = (field: string, problem: string): never => {
@@ -176,21 +194,48 @@ export class NotifierHub {
         const origin = { file: path, at: `[${i}]` };
         const { id: rawId, ...rest } = entry && typeof entry === 'object' && !Array.isArray(entry) ? (entry as Record<string, unknown>) : { id: undefined };
         const config = parseNotifierConfig(entry && typeof entry === 'object' && !Array.isArray(entry) ? rest : entry, origin);
-        const id = parseId(rawId, origin) ?? `ntf_file-${this.store.fingerprint(config).slice(0, 12)}`;
+        const id = parseId(rawId, origin) ?? `ntf_file-${this.configs.fingerprint(config).slice(0, 12)}`;
         if (seen.has(id)) fail(`[${i}].id`, `notifier ${id} appears twice${rawId === undefined ? ' (two entries are the same; give each an "id")' : ''}.`);
-        if (this.store.sourceOf(id) === 'api') fail(`[${i}].id`, `${id} is already the id of a notifier added through the API; choose another.`);
+        if (apiIds.has(id)) fail(`[${i}].id`, `${id} is already the id of a notifier added through the API; choose another.`);
         seen.add(id);
         list.push({ id, config, source: 'file', createdAt: loadedAt, createdBy: NOTIFIERS_FILE });
       });
     }
-    const now = new Map(list.map((n) => [n.id, this.store.fingerprint(n.config)]));
+    const now = new Map(list.map((n) => [n.id, this.configs.fingerprint(n.config)]));
     const added = [...now.keys()].filter((id) => !previous.has(id));
     const removed = [...previous.keys()].filter((id) => !now.has(id));
     const changed = [...now.keys()].filter((id) => previous.has(id) && previous.get(id) !== now.get(id));
-    this.store.replaceFile(list);
+    await this.configs.replaceFile(list);
     if (added.length + removed.length + changed.length > 0) {
       await this.vault.audit({ type: 'notifier.file.loaded', file: path, notifiers: list.map(publicView), added, removed, changed });
     }
+  }
+
+  /**
+   * Shared vault: when the notifiers' revision moved (another node added or removed one, or
+   * loaded its notifiers.json), takes the stored set: new ones are attached, changed ones
+   * re-attached, gone ones closed and their queued deliveries dropped from this node's queue.
+   */
+  async refreshConfigs(): Promise<boolean> {
+    if (!this.configs.revision || this.closed) return false;
+    const rev = await this.configs.revision();
+    if (rev === this.configsRev) return false;
+    const stored = await this.configs.list();
+    if (this.closed) return false;
+    const ids = new Set(stored.map((n) => n.id));
+    for (const n of stored) {
+      const cur = this.notifiers.get(n.id);
+      if (!cur || this.configs.fingerprint(cur.n.config) !== this.configs.fingerprint(n.config) || n.broken) this.attach(n);
+    }
+    for (const [id, e] of [...this.notifiers]) {
+      if (ids.has(id)) continue;
+      e.t.close();
+      this.notifiers.delete(id);
+      this.pending = this.pending.filter((j) => j.notifierId !== id);
+    }
+    this.configsRev = rev;
+    this.log.info({ notifiers: [...this.notifiers.keys()] }, 'notifiers reloaded from the shared database');
+    return true;
   }
 
   private attach(n: Notifier & { broken?: string }): void {
@@ -233,11 +278,11 @@ export class NotifierHub {
   }
 
   /** Checks and stores a new notifier (the caller records `notifier.added`). */
-  add(input: unknown, by: string): Notifier {
+  async add(input: unknown, by: string): Promise<Notifier> {
     const config = parseNotifierConfig(input);
     if (this.notifiers.size >= MAX_NOTIFIERS) throw new CustodyError('BAD_REQUEST', `This vault already has ${MAX_NOTIFIERS} notifiers; remove one first.`);
     const n: Notifier = { id: `ntf_${randomBytes(8).toString('hex')}`, config, source: 'api', createdAt: new Date().toISOString(), createdBy: by };
-    this.store.add(n);
+    await this.configs.add(n);
     this.attach(n);
     this.log.info({ notifier: n.id, type: config.type }, 'notifier added');
     return n;
@@ -259,7 +304,7 @@ export class NotifierHub {
       },
       execute: async (p: { id: string }, ctx: { requestId: string; requestedBy: string; approvedBy: string }): Promise<Record<string, unknown>> => {
         const n = this.get(p.id);
-        this.store.remove(p.id);
+        await this.configs.remove(p.id);
         this.notifiers.get(p.id)?.t.close();
         this.notifiers.delete(p.id);
         this.pending = this.pending.filter((j) => j.notifierId !== p.id);
@@ -483,6 +528,7 @@ export class NotifierHub {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    if (this.configsTimer) clearInterval(this.configsTimer);
     if (this.pumpTimer) clearTimeout(this.pumpTimer);
     let unsentSummaries = 0;
     for (const g of this.groups.values()) {

@@ -12,7 +12,7 @@ import type { SecretBox } from './secrets.js';
 import type { Notifier, NotifierConfig } from './types.js';
 import { splitSecrets } from './config.js';
 
-interface Row {
+export interface NotifierRow {
   id: string;
   type: string;
   source: string;
@@ -33,7 +33,7 @@ export interface SecretsMigration {
 }
 
 /** JSON with object keys sorted, so a configuration has one fingerprint whatever its key order. */
-function canonicalJson(v: unknown): string {
+export function canonicalJson(v: unknown): string {
   if (Array.isArray(v)) return `[${v.map((x) => (x === undefined ? 'null' : canonicalJson(x))).join(',')}]`;
   if (v && typeof v === 'object') {
     const o = v as Record<string, unknown>;
@@ -44,6 +44,50 @@ function canonicalJson(v: unknown): string {
       .join(',')}}`;
   }
   return JSON.stringify(v);
+}
+
+/** A stored row as a notifier (secrets opened; `broken` when they do not open). */
+export function notifierOfRow(box: SecretBox, r: NotifierRow): Notifier & { broken?: string } {
+  const plain = JSON.parse(r.config) as Record<string, unknown>;
+  let secrets: Record<string, string> = {};
+  let broken: string | undefined;
+  try {
+    secrets = box.open(r.id, r.secrets);
+  } catch (e) {
+    broken = (e as Error).message;
+  }
+  const config = { ...plain, ...secrets } as unknown as NotifierConfig;
+  return { id: r.id, config, source: r.source as Notifier['source'], createdAt: r.created_at, createdBy: r.created_by, ...(broken ? { broken } : {}) };
+}
+
+/**
+ * The notifier configurations as the hub uses them: custody.db on one node (NotifierStore via
+ * localNotifierStore), PostgreSQL on a shared vault (storage/pg/notifiers.ts). Delivery state
+ * (the last alarm handed on, queues, backoff) stays per node in custody.db.
+ */
+export interface NotifierStoreApi {
+  list(): Promise<Array<Notifier & { broken?: string }>>;
+  add(n: Notifier): Promise<void>;
+  remove(id: string): Promise<boolean>;
+  sourceOf(id: string): Promise<Notifier['source'] | undefined>;
+  fileState(): Promise<Map<string, string>>;
+  replaceFile(list: Notifier[]): Promise<void>;
+  fingerprint(c: NotifierConfig): string;
+  /** Shared store only: a counter that moves on every change (polled by each node's hub). */
+  revision?(): Promise<string>;
+}
+
+/** The custody.db store behind the async interface (behaviour unchanged). */
+export function localNotifierStore(s: NotifierStore): NotifierStoreApi {
+  return {
+    list: async () => s.list(),
+    add: async (n) => s.add(n),
+    remove: async (id) => s.remove(id),
+    sourceOf: async (id) => s.sourceOf(id),
+    fileState: async () => s.fileState(),
+    replaceFile: async (list) => s.replaceFile(list),
+    fingerprint: (c) => s.fingerprint(c),
+  };
 }
 
 export class NotifierStore {
@@ -70,7 +114,7 @@ export class NotifierStore {
    */
   private migrate(legacyOf?: () => SecretBox): SecretsMigration {
     const out: SecretsMigration = { resealed: [], renamed: [], unreadable: [] };
-    const old = (this.db.prepare('SELECT * FROM notifier_configs').all() as Row[]).filter((r) => !this.box.sealedHere(r.secrets));
+    const old = (this.db.prepare('SELECT * FROM notifier_configs').all() as NotifierRow[]).filter((r) => !this.box.sealedHere(r.secrets));
     if (old.length === 0 || !legacyOf) return out;
     const legacy = legacyOf();
     this.db.transaction(() => {
@@ -115,21 +159,12 @@ export class NotifierStore {
    * keyring), the notifier is still returned, without them and with `broken` saying why: its
    * deliveries then fail visibly instead of the notifier silently disappearing.
    */
-  private toNotifier(r: Row): Notifier & { broken?: string } {
-    const plain = JSON.parse(r.config) as Record<string, unknown>;
-    let secrets: Record<string, string> = {};
-    let broken: string | undefined;
-    try {
-      secrets = this.box.open(r.id, r.secrets);
-    } catch (e) {
-      broken = (e as Error).message;
-    }
-    const config = { ...plain, ...secrets } as unknown as NotifierConfig;
-    return { id: r.id, config, source: r.source as Notifier['source'], createdAt: r.created_at, createdBy: r.created_by, ...(broken ? { broken } : {}) };
+  private toNotifier(r: NotifierRow): Notifier & { broken?: string } {
+    return notifierOfRow(this.box, r);
   }
 
   list(): Array<Notifier & { broken?: string }> {
-    return (this.db.prepare('SELECT * FROM notifier_configs ORDER BY created_at, id').all() as Row[]).map((r) => this.toNotifier(r));
+    return (this.db.prepare('SELECT * FROM notifier_configs ORDER BY created_at, id').all() as NotifierRow[]).map((r) => this.toNotifier(r));
   }
 
   /** Where the notifier with this id came from, if there is one. */

@@ -275,6 +275,30 @@ CREATE TRIGGER custody_retention_extend_only BEFORE UPDATE ON custody_retention
 CREATE RULE custody_retention_no_delete AS ON DELETE TO custody_retention DO INSTEAD NOTHING;
 `,
   },
+  // Versions 600-699: notifier configurations (storage/pg/notifiers.ts).
+  {
+    version: 600,
+    name: 'notifier configurations',
+    sql: `
+-- alarms/notify/store.ts; storage/pg/notifiers.ts. Secrets are sealed (alarms/notify/secrets.ts)
+-- before they reach this table. Every write bumps the one-row revision; nodes poll it.
+CREATE TABLE custody_notifier_configs (
+  id           text PRIMARY KEY,
+  type         text NOT NULL,
+  source       text NOT NULL CHECK (source IN ('api','file')),
+  config       text NOT NULL,
+  secrets      text NOT NULL,
+  fingerprint  text NOT NULL,
+  created_at   text NOT NULL,
+  created_by   text NOT NULL
+);
+CREATE TABLE custody_notifier_revision (
+  one  boolean PRIMARY KEY DEFAULT true CHECK (one),
+  rev  bigint NOT NULL
+);
+INSERT INTO custody_notifier_revision (one, rev) VALUES (true, 0);
+`,
+  },
 ];
 
 const LEDGER = `CREATE TABLE IF NOT EXISTS custody_schema_migrations (
