@@ -18,12 +18,11 @@
  * checked (SELECT … FOR UPDATE) against where the writer started: two indexers at once (a node
  * that lost the lock but did not notice yet) cannot write an entry twice or skip one.
  */
-import { createHash } from 'node:crypto';
 import type pg from 'pg';
 import { CustodyError } from '../errors.js';
-import { parseQuery, parseTimeBound, type QueryNode } from './query.js';
+import { parseQuery, type QueryNode } from './query.js';
 import { idAtStart, idAtEnd, MIN_ID, MAX_ID, TEXT_COLUMNS, type IndexRow } from './store.js';
-import { TOTAL_CAP, MAX_LIMIT, DEFAULT_LIMIT, type Hit, type SearchOptions, type SearchResult, type TimeInput, type IngestBucket } from './reader.js';
+import { TOTAL_CAP, MAX_LIMIT, DEFAULT_LIMIT, timeOf, cursorKey, encodeCursor, decodeCursor, toHit, type HitRow, type Hit, type SearchOptions, type SearchResult, type TimeInput, type IngestBucket } from './reader.js';
 import type { Order } from './engine.js';
 import { checkout, checkin, pgStorageError } from '../storage/pg/pool.js';
 
@@ -124,84 +123,18 @@ function condOf(n: QueryNode, p: Params): string {
   }
 }
 
-// ---- cursors and times: the same formats as reader.ts ------------------------------------------
+// Cursors, time bounds and hits: the same formats as reader.ts (imported from there).
 
-function timeOf(v: TimeInput | undefined, side: 'start' | 'end', name: string): number | null {
-  if (v === undefined || v === '') return null;
-  if (v instanceof Date) return v.getTime();
-  if (typeof v === 'number') {
-    if (!Number.isFinite(v)) throw new CustodyError('BAD_REQUEST', `${name} must be a time.`);
-    return v;
-  }
-  const t = parseTimeBound(v, side);
-  if (t === null) throw new CustodyError('BAD_REQUEST', `${name}=${JSON.stringify(v.slice(0, 60))} is not a time; write a time like 2024-01-31, 2024-01-31T12:00:00Z or now-1h.`);
-  return t;
-}
-
-function cursorKey(q: string, from: number | null, to: number | null, order: Order): string {
-  return createHash('sha256').update(`${q}\u0000${from}\u0000${to}\u0000${order}`).digest('base64url').slice(0, 12);
-}
-
-function encodeCursor(id: bigint, key: string): string {
-  return Buffer.from(`1.${id.toString(36)}.${key}`).toString('base64url');
-}
-
-function decodeCursor(c: string, key: string): bigint {
-  const bad = (): never => {
-    throw new CustodyError('BAD_REQUEST', 'The cursor is not one this search gave out; pass the "next" of the previous page of the same query, with the same from, to and order.');
-  };
-  if (c.length > 200 || !/^[A-Za-z0-9_-]+$/.test(c)) bad();
-  const m = /^1\.([0-9a-z]{1,14})\.([A-Za-z0-9_-]{12})$/.exec(Buffer.from(c, 'base64url').toString('latin1'));
-  if (!m || m[2] !== key) bad();
-  let id = 0n;
-  for (const ch of m![1]!) id = id * 36n + BigInt(parseInt(ch, 36));
-  return id;
-}
-
-interface HitRow {
+/** A hit row as PostgreSQL returns it: bigint columns arrive as strings. */
+interface PgHitRow extends Omit<HitRow, 'idx' | 'time' | 'received'> {
   id: string;
-  log: string;
   idx: string;
   time: string;
   received: string;
-  source: string;
-  region: string | null;
-  account: string | null;
-  actor: string | null;
-  action: string | null;
-  outcome: string | null;
-  src_ip: string | null;
-  dst_ip: string | null;
-  severity: string | null;
-  resource: string | null;
-  ocsf: number | null;
 }
 
-function iso(ms: number): string {
-  const d = new Date(ms);
-  return Number.isFinite(d.getTime()) ? d.toISOString() : new Date(0).toISOString();
-}
-
-function toHit(r: HitRow): Hit {
-  const idx = Number(r.idx);
-  return {
-    log: r.log,
-    index: idx,
-    time: iso(Number(r.time)),
-    received: iso(Number(r.received)),
-    source: r.source,
-    region: r.region,
-    account: r.account,
-    actor: r.actor,
-    action: r.action,
-    outcome: r.outcome,
-    srcIp: r.src_ip,
-    dstIp: r.dst_ip,
-    severity: r.severity,
-    resource: r.resource,
-    ocsfClass: r.ocsf,
-    entry: `/v1/logs/${encodeURIComponent(r.log)}/entries/${idx}`,
-  };
+function pgHit(r: PgHitRow): Hit {
+  return toHit({ ...r, idx: Number(r.idx), time: Number(r.time), received: Number(r.received) });
 }
 
 const HIT_COLUMNS = 'id, log, idx, time, received, source, region, account, actor, action, outcome, src_ip, dst_ip, severity, resource, ocsf';
@@ -299,7 +232,7 @@ export class PgSearchStore {
     const limit = opts.limit ?? DEFAULT_LIMIT;
     if (!Number.isInteger(limit) || limit < 1 || limit > MAX_LIMIT) throw new CustodyError('BAD_REQUEST', `limit must be a whole number from 1 to ${MAX_LIMIT}.`);
     const { where, params, key, order } = this.prepared(q, opts);
-    const after = opts.cursor ? decodeCursor(opts.cursor, key) : undefined;
+    const after = opts.cursor ? decodeCursor(opts.cursor, key).id : undefined;
     const countSql = `SELECT count(*)::integer AS n FROM (SELECT 1 FROM custody_search_entries WHERE ${where} LIMIT ${TOTAL_CAP + 1}) t`;
     const countParams = [...params.values];
     const pageWhere = after === undefined ? where : `${where} AND id ${order === 'desc' ? '<' : '>'} ${params.add(after.toString())}::bigint`;
@@ -311,12 +244,12 @@ export class PgSearchStore {
     try {
       // One snapshot: the page and the total see the same index.
       await c.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
-      const page = (await c.query<HitRow>(pageSql, params.values)).rows;
+      const page = (await c.query<PgHitRow>(pageSql, params.values)).rows;
       const counted = (await c.query<{ n: number }>(countSql, countParams)).rows[0]!.n;
       await c.query('COMMIT');
       const more = page.length > limit;
       if (more) page.pop();
-      return { query: q, hits: page.map(toHit), next: more ? encodeCursor(BigInt(page[page.length - 1]!.id), key) : null, total: Math.min(counted, TOTAL_CAP), totalCapped: counted > TOTAL_CAP };
+      return { query: q, hits: page.map(pgHit), next: more ? encodeCursor(BigInt(page[page.length - 1]!.id), key) : null, total: Math.min(counted, TOTAL_CAP), totalCapped: counted > TOTAL_CAP };
     } catch (e) {
       failed = e as Error;
       await c.query('ROLLBACK').catch(() => undefined);

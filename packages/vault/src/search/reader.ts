@@ -67,7 +67,8 @@ export const TOTAL_CAP = 10_000;
 export const MAX_LIMIT = 1000;
 export const DEFAULT_LIMIT = 50;
 
-function timeOf(v: TimeInput | undefined, side: 'start' | 'end', name: string): number | null {
+/** A from/to bound of a search (a Date, epoch ms or text like 2024-01-31 or now-1h); shared with search/pg-store.ts. */
+export function timeOf(v: TimeInput | undefined, side: 'start' | 'end', name: string): number | null {
   if (v === undefined || v === '') return null;
   if (v instanceof Date) return v.getTime();
   if (typeof v === 'number') {
@@ -79,19 +80,19 @@ function timeOf(v: TimeInput | undefined, side: 'start' | 'end', name: string): 
   return t;
 }
 
-interface Cursor {
+export interface Cursor {
   id: bigint;
 }
 
-function cursorKey(q: string, from: number | null, to: number | null, order: Order): string {
+export function cursorKey(q: string, from: number | null, to: number | null, order: Order): string {
   return createHash('sha256').update(`${q}\u0000${from}\u0000${to}\u0000${order}`).digest('base64url').slice(0, 12);
 }
 
-function encodeCursor(id: bigint, key: string): string {
+export function encodeCursor(id: bigint, key: string): string {
   return Buffer.from(`1.${id.toString(36)}.${key}`).toString('base64url');
 }
 
-function decodeCursor(c: string, key: string): Cursor {
+export function decodeCursor(c: string, key: string): Cursor {
   const bad = (): never => {
     throw new CustodyError('BAD_REQUEST', 'The cursor is not one this search gave out; pass the "next" of the previous page of the same query, with the same from, to and order.');
   };
@@ -103,7 +104,7 @@ function decodeCursor(c: string, key: string): Cursor {
   return { id };
 }
 
-interface HitRow {
+export interface HitRow {
   log: string;
   idx: number;
   time: number;
@@ -126,7 +127,7 @@ function iso(ms: number): string {
   return Number.isFinite(d.getTime()) ? d.toISOString() : new Date(0).toISOString();
 }
 
-function toHit(r: HitRow): Hit {
+export function toHit(r: HitRow): Hit {
   return {
     log: r.log,
     index: r.idx,
