@@ -40,7 +40,8 @@ export interface Approval {
   result: Record<string, unknown> | null;
 }
 
-interface ApprovalDbRow {
+/** An approval row as stored (times as ISO text); storage/pg/approvals.ts maps its rows to this. */
+export interface ApprovalDbRow {
   id: string;
   action: string;
   params: string;
@@ -55,7 +56,7 @@ interface ApprovalDbRow {
   result: string | null;
 }
 
-function toApproval(r: ApprovalDbRow): Approval {
+export function toApproval(r: ApprovalDbRow): Approval {
   return {
     id: r.id,
     action: r.action,

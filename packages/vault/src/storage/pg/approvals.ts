@@ -11,40 +11,19 @@
  */
 import { randomBytes } from 'node:crypto';
 import type pg from 'pg';
-import type { Approval, ApprovalStatus, ApprovalStoreApi } from '../../auth/approvals.js';
+import { toApproval as approvalOf, type Approval, type ApprovalDbRow, type ApprovalStatus, type ApprovalStoreApi } from '../../auth/approvals.js';
 import type { PrincipalRow } from '../db.js';
 import { pgStorageError } from './pool.js';
 
-interface Row {
-  id: string;
-  action: string;
-  params: string;
-  description: string;
-  requested_by: string;
-  requested_by_id: string;
+/** An approval row as PostgreSQL returns it: times as Dates. */
+interface Row extends Omit<ApprovalDbRow, 'requested_at' | 'expires_at' | 'decided_at'> {
   requested_at: Date;
   expires_at: Date;
-  status: ApprovalStatus;
-  decided_by: string | null;
   decided_at: Date | null;
-  result: string | null;
 }
 
 function toApproval(r: Row): Approval {
-  return {
-    id: r.id,
-    action: r.action,
-    params: JSON.parse(r.params) as Record<string, unknown>,
-    description: r.description,
-    requestedBy: r.requested_by,
-    requestedById: r.requested_by_id,
-    requestedAt: r.requested_at.toISOString(),
-    expiresAt: r.expires_at.toISOString(),
-    status: r.status,
-    decidedBy: r.decided_by,
-    decidedAt: r.decided_at === null ? null : r.decided_at.toISOString(),
-    result: r.result === null ? null : (JSON.parse(r.result) as Record<string, unknown>),
-  };
+  return approvalOf({ ...r, requested_at: r.requested_at.toISOString(), expires_at: r.expires_at.toISOString(), decided_at: r.decided_at === null ? null : r.decided_at.toISOString() });
 }
 
 const COLUMNS = 'id, action, params, description, requested_by, requested_by_id, requested_at, expires_at, status, decided_by, decided_at, result';
